@@ -1,0 +1,209 @@
+"""Build ring.db from the git history of the data files, atomically and incrementally."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlite_utils
+
+from . import store
+from .agencies import build_agency_rows
+from .gitrepo import (
+    Commit,
+    GitError,
+    current_branch,
+    file_commits,
+    is_shallow,
+    read_versions,
+    repository_root,
+)
+from .history import AgencyState, SourceHistory
+from .sources import SOURCES, Source, VersionError
+
+log = logging.getLogger(__name__)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PROGRESS_EVERY = 200  # commits between progress log lines
+
+
+class BuildError(Exception):
+    """The database cannot be built; the previous database is left as it was."""
+
+
+class HistoryRewritten(Exception):
+    """The saved state does not match the branch's history, so a full build is needed."""
+
+
+def build(repo: Path, db_path: Path, branch: str | None = None, full: bool = False) -> None:
+    """Build `db_path` from the history of `repo`, replacing it only once the build succeeds."""
+    started = time.monotonic()
+    repo = check_repository(repo)
+    branch = branch or current_branch(repo)
+    db_path = db_path.resolve()
+    log.info("Building %s from branch %s of %s", db_path, branch, repo)
+
+    with tempfile.TemporaryDirectory(prefix="ring-build-", dir=scratch_dir()) as scratch:
+        work_path = Path(scratch) / "ring.db"
+        if db_path.exists() and not full:
+            shutil.copyfile(db_path, work_path)
+        try:
+            build_into(repo, branch, work_path)
+        except HistoryRewritten as reason:
+            log.warning("%s; rebuilding from scratch", reason)
+            work_path.unlink()
+            build_into(repo, branch, work_path)
+        replace_atomically(work_path, db_path)
+    log.info("Built %s in %.1f s", db_path, time.monotonic() - started)
+
+
+def check_repository(repo: Path) -> Path:
+    try:
+        root = repository_root(repo)
+    except GitError as error:
+        raise BuildError(f"{repo} is not a git repository: {error}") from None
+    if is_shallow(root):
+        raise BuildError(
+            f"{root} is a shallow clone, so its history is incomplete and the database "
+            "would miss versions. Run `git fetch --unshallow` there, then build again."
+        )
+    return root
+
+
+def scratch_dir() -> str | None:
+    # A RAM-backed directory avoids an fsync per row while git-history writes.
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def build_into(repo: Path, branch: str, work_path: Path) -> None:
+    states = {}
+    messages: dict[str, str] = {}
+    for source in SOURCES:
+        commits = file_commits(repo, branch, source.path)
+        if not commits:
+            log.info("No commits of %s on %s; skipping that source", source.path, branch)
+            continue
+        messages.update((commit.hash, commit.message) for commit in commits)
+        states[source.namespace] = derive_source(repo, source, commits, work_path)
+        run_git_history(repo, branch, source, work_path)
+
+    db = sqlite_utils.Database(work_path)
+    geocoder = store.load_geocoder(db)
+    rows, id_map = build_agency_rows(states, messages, geocoder)
+    store.write_agencies(db, rows, id_map)
+    store.save_geocoder(db, geocoder)
+    # git-history ran in WAL mode; the published file must stand alone.
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.vacuum()
+    db.close()
+    log.info("agencies: %d rows", len(rows))
+
+
+def derive_source(repo: Path, source: Source, commits: list[Commit], work_path: Path) -> dict[str, AgencyState]:
+    """Derive the source's events and snapshots, save them, and return its agencies."""
+    db = sqlite_utils.Database(work_path)
+    try:
+        store.create_tables(db)
+        history = store.load_history(db, source.namespace)
+        derive(repo, source, commits, history)
+        store.save_history(db, history)
+    finally:
+        db.close()
+    return history.agencies
+
+
+def derive(repo: Path, source: Source, commits: list[Commit], history: SourceHistory) -> None:
+    """Process the commits the saved state has not seen yet."""
+    new_commits = unseen_commits(commits, history)
+    log.info("%s: %d commits, %d new", source.path, len(commits), len(new_commits))
+    for number, (commit, content) in enumerate(
+        read_versions(repo, new_commits, source.path), start=1
+    ):
+        if content is None:
+            history.skip(commit, "the file is absent from this commit")
+        else:
+            try:
+                records = source.records(content)
+            except VersionError as error:
+                history.skip(commit, str(error))
+            else:
+                history.apply(commit, records, source.has_video_requests)
+        if number % PROGRESS_EVERY == 0:
+            log.info("%s: %d of %d new commits read", source.path, number, len(new_commits))
+
+
+def unseen_commits(commits: list[Commit], history: SourceHistory) -> list[Commit]:
+    if history.last_commit is None:
+        return commits
+    hashes = [commit.hash for commit in commits]
+    # The saved state is valid only when the commits it processed are still
+    # exactly the first ones of the history, in the same order.
+    if (
+        history.last_commit not in hashes
+        or hashes.index(history.last_commit) + 1 != history.commits_processed
+    ):
+        raise HistoryRewritten(
+            f"the history of {history.source} changed since the last build "
+            f"(saved state ends at {history.last_commit[:12]})"
+        )
+    return commits[history.commits_processed:]
+
+
+def run_git_history(repo: Path, branch: str, source: Source, work_path: Path) -> None:
+    """Record every version of the source's items with git-history.
+
+    Commits that the derive step skipped are skipped here too, because
+    git-history stops at the first version its converter cannot read.
+    """
+    db = sqlite_utils.Database(work_path)
+    skip = store.skipped_hashes(db, source.namespace)
+    db.close()
+    command = [
+        str(Path(sys.executable).parent / "git-history"),
+        "file",
+        str(work_path),
+        str(repo / source.path),
+        "--repo", str(repo),
+        "--branch", branch,
+        "--namespace", source.namespace,
+        "--id", "id",
+        "--import", "ringtracker.sources",
+        "--convert", source.convert_expression,
+        "--silent",
+        # git-history commits row by row. In rollback-journal mode each commit
+        # creates and deletes a journal file, most of its system time.
+        "--wal",
+    ]
+    for commit_hash in skip:
+        command += ["--skip", commit_hash]
+    python_path = [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    log.info("git-history on %s took %.1f s", source.path, time.monotonic() - started)
+    if result.returncode != 0:
+        raise BuildError(
+            f"git-history failed on {source.path}: {(result.stderr or result.stdout).strip()}"
+        )
+
+
+def replace_atomically(work_path: Path, db_path: Path) -> None:
+    """Copy the finished database next to its target, then rename it into place."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=".ring-", suffix=".db", dir=db_path.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(work_path, staging)
+        with open(staging, "rb+") as staged:
+            os.fsync(staged.fileno())
+        os.replace(staging, db_path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
