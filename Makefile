@@ -8,7 +8,7 @@ PORT ?= 8001
 HOST ?= 127.0.0.1
 DB ?= ring.db
 
-SERVE_FLAGS := -i $(DB) --plugins-dir plugins --template-dir templates -m metadata.yml
+SERVE_FLAGS := -i $(DB) --plugins-dir plugins --template-dir templates -m metadata.yml --setting sql_time_limit_ms 1000 --setting max_returned_rows 1000 --setting facet_time_limit_ms 200
 
 .PHONY: install build serve test clean
 

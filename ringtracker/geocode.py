@@ -188,7 +188,7 @@ def _geocode_city(gazetteer: _Gazetteer, city_key: str, state: str) -> Location 
 
     # NOTE: townships that neither gazetteer names ("Upper Darby Township", PA) stay
     # unresolved. Dropping "Township" to retry would misplace some of them:
-    # Northampton Township is in Bucks County, but the borough of Northampton is 60 km
+    # Northampton Township is in Bucks County, but the borough of Northampton is 65 km
     # away in Northampton County.
     return None
 

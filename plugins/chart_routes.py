@@ -1,0 +1,141 @@
+"""Serve charts as SVG rendered on the server from Vega-Lite specs with vl-convert.
+
+Routes:
+  /-/ring/charts/monthly-joins.svg            agencies by month joined
+  /-/ring/charts/monthly-joins.svg?state=OR   the same for one state
+  /-/ring/charts/states.svg                   choropleth of active agencies per state
+
+The pages embed these as <img> with alt text and a table of the same numbers
+next to them, so no chart needs JavaScript in the browser. State outlines come
+from us-atlas 3 (static/states-10m.json, ISC licence), keyed by FIPS code.
+Colours use the sequential "blues" scheme, which stays readable for the
+common forms of colour blindness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import us
+import vl_convert
+from datasette import hookimpl
+from datasette.utils.asgi import Response
+
+log = logging.getLogger(__name__)
+
+DATABASE = "ring"
+ATLAS_PATH = Path(__file__).resolve().parent.parent / "static" / "states-10m.json"
+STATE_PATTERN = re.compile(r"^[A-Z]{2}$")
+SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+BAR_COLOUR = "#1f5fa8"
+
+MONTHLY_SQL = """
+select substr(joined, 1, 7) as month, count(*) as agencies
+from agencies
+where length(joined) >= 7 and (:state = '' or state = :state)
+group by month
+order by month
+"""
+
+STATE_COUNTS_SQL = """
+select state, count(*) as agencies from agencies
+where status = 'active'
+group by state
+"""
+
+
+@lru_cache(maxsize=1)
+def states_topology() -> dict:
+    with open(ATLAS_PATH, encoding="utf-8") as atlas:
+        return json.load(atlas)
+
+
+def fips_by_code() -> dict[str, str]:
+    return {state.abbr: state.fips for state in us.states.STATES_AND_TERRITORIES + [us.states.DC]}
+
+
+def monthly_spec(rows: list[dict], title: str) -> dict:
+    return {
+        "$schema": SCHEMA,
+        "title": title,
+        "width": 640,
+        "height": 220,
+        "data": {"values": rows},
+        "mark": {"type": "bar", "color": BAR_COLOUR},
+        "encoding": {
+            "x": {"field": "month", "type": "temporal", "timeUnit": "yearmonth",
+                  "title": "Month joined"},
+            "y": {"field": "agencies", "type": "quantitative", "title": "Agencies",
+                  "axis": {"format": "d", "tickMinStep": 1}},
+        },
+    }
+
+
+def choropleth_spec(counts: dict[str, int]) -> dict:
+    fips = fips_by_code()
+    values = [
+        {"fips": fips[code], "state": code, "agencies": counts.get(code, 0)}
+        for code in sorted(fips)
+    ]
+    return {
+        "$schema": SCHEMA,
+        "title": "Active agencies per state",
+        "width": 640,
+        "height": 400,
+        "data": {"values": states_topology(), "format": {"type": "topojson", "feature": "states"}},
+        "transform": [{
+            "lookup": "id",
+            "from": {"data": {"values": values}, "key": "fips", "fields": ["state", "agencies"]},
+        }],
+        "projection": {"type": "albersUsa"},
+        "mark": {"type": "geoshape", "stroke": "#ffffff", "strokeWidth": 0.5},
+        "encoding": {
+            "color": {"field": "agencies", "type": "quantitative", "title": "Agencies",
+                      "scale": {"scheme": "blues"}},
+        },
+    }
+
+
+async def render_svg(spec: dict) -> Response:
+    # vl-convert runs a JavaScript engine, and the state map took about 0.7 s
+    # on first use in development, so it runs in a worker thread.
+    svg = await asyncio.to_thread(vl_convert.vegalite_to_svg, spec)
+    return Response(
+        svg,
+        content_type="image/svg+xml; charset=utf-8",
+        headers={"Cache-Control": "max-age=300"},
+    )
+
+
+async def monthly_joins_chart(datasette, request):
+    state = request.args.get("state", "")
+    if state and not STATE_PATTERN.match(state):
+        return Response.text(
+            f"state={state!r} is not a two-letter USPS code in capitals; use a code such as OR",
+            status=400,
+        )
+    db = datasette.get_database(DATABASE)
+    results = await db.execute(MONTHLY_SQL, {"state": state})
+    rows = [{"month": row["month"] + "-01", "agencies": row["agencies"]} for row in results.rows]
+    title = f"Agencies in {state} by month joined" if state else "Agencies by month joined"
+    return await render_svg(monthly_spec(rows, title))
+
+
+async def states_chart(datasette, request):
+    db = datasette.get_database(DATABASE)
+    results = await db.execute(STATE_COUNTS_SQL)
+    counts = {row["state"]: row["agencies"] for row in results.rows}
+    return await render_svg(choropleth_spec(counts))
+
+
+@hookimpl
+def register_routes():
+    return [
+        (r"^/-/ring/charts/monthly-joins\.svg$", monthly_joins_chart),
+        (r"^/-/ring/charts/states\.svg$", states_chart),
+    ]

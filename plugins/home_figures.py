@@ -1,0 +1,114 @@
+"""Supply the home page (templates/index.html) with headline figures and recent events.
+
+Every figure comes from one read-only query with bound parameters. The
+templates escape all values (Jinja autoescape is on in Datasette).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+from datasette import hookimpl
+
+log = logging.getLogger(__name__)
+
+DATABASE = "ring"
+RECENT_LIMIT = 10
+
+HEADLINE_SQL = """
+select
+  (select count(*) from agencies where status = 'active') as agencies_active,
+  (select count(*) from agencies where status = 'ended') as agencies_ended,
+  (select count(distinct state) from agencies where status = 'active') as states,
+  (select count(distinct agency_id) from events
+     where event = 'joined' and date >= :month_start) as added_this_month,
+  (select max(date) from snapshots) as last_updated
+"""
+
+# The latest snapshot that has video request counts: the map stopped showing
+# them after 2020, so the newest snapshot may have none.
+VIDEO_REQUESTS_SQL = """
+select date, video_requests_total from snapshots
+where video_requests_total is not null
+order by date desc
+limit 1
+"""
+
+RECENT_JOINS_SQL = """
+select agency_id, agency_name, state, source, date from events
+where event = 'joined'
+order by date desc, id desc
+limit :limit
+"""
+
+LATEST_UPDATES_SQL = """
+select events.agency_id, events.agency_name, events.state, events.event, events.date,
+  events.changes, agencies.listed_as
+from events left join agencies on agencies.id = events.agency_id
+order by events.date desc, events.id desc
+limit :limit
+"""
+
+
+def month_start(now: dt.datetime) -> str:
+    """Return the ISO 8601 start of the UTC month that contains `now`."""
+    start = now.astimezone(dt.timezone.utc).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    return start.isoformat()
+
+
+async def rows(db, sql: str, params: dict | None = None) -> list[dict]:
+    results = await db.execute(sql, params or {})
+    return [dict(row) for row in results.rows]
+
+
+def changed_fields(changes: str | None) -> list[str]:
+    """Return the field names of a `changed` event's JSON, or [] when it has none."""
+    if not changes:
+        return []
+    try:
+        return sorted(json.loads(changes))
+    except (ValueError, TypeError):
+        log.warning("Unreadable changes JSON in events: %.200r", changes)
+        return []
+
+
+async def canned_rows(datasette, db, query_name: str) -> list[dict]:
+    query = await datasette.get_canned_query(DATABASE, query_name, None)
+    if query is None:
+        log.error("Canned query %s is missing from metadata.yml", query_name)
+        return []
+    return await rows(db, query["sql"], {})
+
+
+async def home_figures(datasette) -> dict:
+    db = datasette.get_database(DATABASE)
+    now = dt.datetime.now(dt.timezone.utc)
+    headline = (await rows(db, HEADLINE_SQL, {"month_start": month_start(now)}))[0]
+    video = await rows(db, VIDEO_REQUESTS_SQL)
+    updates = await rows(db, LATEST_UPDATES_SQL, {"limit": RECENT_LIMIT})
+    for update in updates:
+        update["changed_fields"] = changed_fields(update.pop("changes"))
+    return {
+        "figures": headline,
+        "current_month": now.strftime("%B %Y"),
+        "video_requests": video[0] if video else None,
+        "recent_joins": await rows(db, RECENT_JOINS_SQL, {"limit": RECENT_LIMIT}),
+        "latest_updates": updates,
+        "monthly_joins": await canned_rows(datasette, db, "monthly_joins"),
+        "state_counts": await canned_rows(datasette, db, "state_counts"),
+    }
+
+
+@hookimpl
+def extra_template_vars(template, datasette):
+    if template != "index.html":
+        return {}
+
+    async def inner():
+        return {"ring": await home_figures(datasette)}
+
+    return inner

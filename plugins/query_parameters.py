@@ -1,0 +1,150 @@
+"""Reject canned-query requests whose named parameters are invalid, with HTTP 400.
+
+SQL cannot raise a readable error for a bad date or a negative radius: the
+query would just return no rows, which reads as "no agency there". This ASGI
+wrapper checks the parameters of the `ring` database's canned queries by name
+before Datasette runs them. A blank value passes, because Datasette shows the
+query form with blank parameters and each query returns no rows for them.
+
+Rules, by parameter name:
+  state        two-letter USPS code, letters only
+  start, end,  a date as YYYY-MM-DD
+  since
+  lat          decimal degrees, -90 to 90
+  lon          decimal degrees, -180 to 180
+  km           a positive number of kilometres, at most MAX_RADIUS_KM
+  agency_type  police, sheriff, fire or other
+  q, county    at most MAX_TEXT_LENGTH characters
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+from urllib.parse import parse_qsl
+
+from datasette import hookimpl
+from datasette.utils.asgi import Request, Response
+
+log = logging.getLogger(__name__)
+
+DATABASE = "ring"
+MAX_RADIUS_KM = 5000.0
+MAX_TEXT_LENGTH = 200
+AGENCY_TYPES = ("police", "sheriff", "fire", "other")
+STATE_PATTERN = re.compile(r"^[A-Za-z]{2}$")
+DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+QUERY_PATH = re.compile(r"^/" + DATABASE + r"/(?P<query>[A-Za-z0-9_]+)(?:\.(?P<format>\w+))?$")
+
+
+def check_state(value: str) -> str | None:
+    if not STATE_PATTERN.match(value):
+        return f"state={value!r} is not a two-letter USPS code; use a code such as OR or TX"
+    return None
+
+
+def check_date(name: str, value: str) -> str | None:
+    if DATE_PATTERN.match(value):
+        try:
+            dt.date.fromisoformat(value)
+            return None
+        except ValueError:
+            pass
+    return f"{name}={value!r} is not a valid date; use YYYY-MM-DD, for example 2020-01-31"
+
+
+def check_number(name: str, value: str, low: float, high: float,
+                 low_inclusive: bool = True) -> str | None:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    too_low = number < low if low_inclusive else number <= low
+    if math.isnan(number) or too_low or number > high:
+        bound = "from" if low_inclusive else "greater than"
+        return f"{name}={value!r} is invalid; use a number {bound} {low:g} up to {high:g}"
+    return None
+
+
+def check_agency_type(value: str) -> str | None:
+    if value.lower() not in AGENCY_TYPES:
+        return f"agency_type={value!r} is invalid; use one of {', '.join(AGENCY_TYPES)}"
+    return None
+
+
+def check_text(name: str, value: str) -> str | None:
+    if len(value) > MAX_TEXT_LENGTH:
+        return f"{name} is {len(value)} characters long; use at most {MAX_TEXT_LENGTH}"
+    return None
+
+
+def parameter_error(name: str, value: str) -> str | None:
+    """Return why the value is invalid for the named parameter, or None when it is valid."""
+    if value.strip() == "":
+        return None
+    if name == "state":
+        return check_state(value)
+    if name in ("start", "end", "since"):
+        return check_date(name, value)
+    if name == "lat":
+        return check_number(name, value, -90, 90)
+    if name == "lon":
+        return check_number(name, value, -180, 180)
+    if name == "km":
+        return check_number(name, value, 0, MAX_RADIUS_KM, low_inclusive=False)
+    if name == "agency_type":
+        return check_agency_type(value)
+    if name in ("q", "county"):
+        return check_text(name, value)
+    return None
+
+
+def query_errors(query_string: str) -> list[str]:
+    errors = []
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        error = parameter_error(name, value)
+        if error:
+            errors.append(error)
+    return errors
+
+
+async def error_response(datasette, scope, receive, errors: list[str], output_format):
+    message = "Invalid query parameters: " + "; ".join(errors)
+    if output_format == "json":
+        return Response.json({"ok": False, "error": message, "status": 400}, status=400)
+    if output_format not in (None, "html"):
+        return Response.text(message, status=400)
+    html = await datasette.render_template(
+        "error.html",
+        {"ok": False, "error": message, "status": 400, "title": "Invalid query parameters"},
+        # This wrapper runs outside Datasette's CSRF middleware, which is what
+        # normally puts csrftoken in the scope that base.html reads.
+        request=Request(dict(scope, csrftoken=lambda: ""), receive),
+    )
+    return Response.html(html, status=400)
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    def wrap(app):
+        async def check_parameters(scope, receive, send):
+            if scope["type"] != "http":
+                return await app(scope, receive, send)
+            match = QUERY_PATH.match(scope.get("path", ""))
+            queries = datasette.metadata("queries", database=DATABASE) or {}
+            if not match or match.group("query") not in queries:
+                return await app(scope, receive, send)
+            errors = query_errors(scope.get("query_string", b"").decode("utf-8", "replace"))
+            if not errors:
+                return await app(scope, receive, send)
+            log.info("Rejected %s: %s", scope["path"], "; ".join(errors))
+            response = await error_response(
+                datasette, scope, receive, errors, match.group("format")
+            )
+            await response.asgi_send(send)
+
+        return check_parameters
+
+    return wrap

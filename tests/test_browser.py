@@ -1,0 +1,234 @@
+"""Test the site in real headless Chromium against a real `datasette` server on 127.0.0.1.
+
+Every request to a host other than 127.0.0.1 is aborted, so map tiles are
+never fetched. Screenshots go to test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.site_db import build_site_db
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WIDTHS = {"desktop": 1280, "mobile": 375}
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (apt-get install chromium)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_server(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"datasette exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"datasette did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    db_path = build_site_db(tmp_path_factory.mktemp("browser") / "ring.db")
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "datasette"), "serve",
+        "-i", str(db_path),
+        "--plugins-dir", str(ROOT / "plugins"),
+        "--template-dir", str(ROOT / "templates"),
+        "-m", str(ROOT / "metadata.yml"),
+        "--setting", "sql_time_limit_ms", "1000",
+        "--setting", "max_returned_rows", "1000",
+        "--setting", "facet_time_limit_ms", "200",
+        "--host", "127.0.0.1", "--port", str(port),
+    ]
+    log_path = tmp_path_factory.mktemp("logs") / "datasette.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_server(base + "/-/versions.json", process)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+class PageProbe:
+    """A page that records console errors and blocks every host but 127.0.0.1."""
+
+    def __init__(self, browser, width: int):
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.blocked: list[str] = []
+        self.page.route("**/*", self.route)
+        self.page.on("console", self.on_console)
+        self.page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+
+    def route(self, route):
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+    def on_console(self, message):
+        # Aborted tile requests log "Failed to load resource", which is expected.
+        if message.type == "error" and "net::ERR_FAILED" not in message.text \
+                and "Failed to load resource" not in message.text:
+            self.errors.append(message.text)
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def probe(browser):
+    probes = []
+
+    def make(width: int = WIDTHS["desktop"]) -> PageProbe:
+        probes.append(PageProbe(browser, width))
+        return probes[-1]
+
+    yield make
+    for item in probes:
+        item.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def assert_no_xss(page) -> None:
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+@pytest.mark.parametrize("label", sorted(WIDTHS))
+def test_home_page_renders(server, probe, label):
+    item = probe(WIDTHS[label])
+    item.page.goto(server + "/")
+    item.page.wait_for_load_state("networkidle")
+    chart = item.page.locator('img[src="/-/ring/charts/monthly-joins.svg"]')
+    chart.wait_for()
+    assert chart.evaluate("img => img.complete && img.naturalWidth > 0")
+    choropleth = item.page.locator('img[src="/-/ring/charts/states.svg"]')
+    assert choropleth.evaluate("img => img.complete && img.naturalWidth > 0")
+    screenshot(item.page, f"home-{label}")
+    assert_no_xss(item.page)
+    assert item.errors == []
+    if label == "mobile":
+        width = item.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= WIDTHS["mobile"] + 1
+
+
+@pytest.mark.parametrize("label", sorted(WIDTHS))
+def test_state_page_renders(server, probe, label):
+    item = probe(WIDTHS[label])
+    item.page.goto(server + "/state/TX")
+    item.page.wait_for_load_state("networkidle")
+    chart = item.page.locator('img[src="/-/ring/charts/monthly-joins.svg?state=TX"]')
+    assert chart.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert "window.__xss=1" in item.page.inner_text("table")
+    screenshot(item.page, f"state-{label}")
+    assert_no_xss(item.page)
+    assert item.errors == []
+
+
+@pytest.mark.parametrize("label", sorted(WIDTHS))
+def test_agencies_map_draws_markers(server, probe, label):
+    item = probe(WIDTHS[label])
+    item.page.goto(server + "/ring/agencies")
+    markers = item.page.locator(".leaflet-marker-icon")
+    markers.first.wait_for(timeout=15000)
+    assert markers.count() >= 1
+    screenshot(item.page, f"agencies-map-{label}")
+    assert_no_xss(item.page)
+    assert item.errors == []
+    assert all(urlsplit(url).hostname != "127.0.0.1" for url in item.blocked)
+
+
+def test_map_popup_escapes_name(server, probe):
+    item = probe()
+    item.page.goto(server + "/ring/agencies?id=44444444-4444-4444-8444-444444444444"
+                   "&_col=name&_col=latitude&_col=longitude")
+    marker = item.page.locator(".leaflet-marker-icon").first
+    marker.wait_for(timeout=15000)
+    marker.click()
+    popup = item.page.locator(".leaflet-popup-content")
+    popup.wait_for()
+    assert "<script>window.__xss=1</script> Police Department" in popup.inner_text()
+    assert_no_xss(item.page)
+    assert item.errors == []
+
+
+def test_search_finds_agency(server, probe):
+    item = probe()
+    item.page.goto(server + "/")
+    item.page.fill("#ring-q", "Riverbend")
+    item.page.keyboard.press("Enter")
+    item.page.wait_for_url("**/search?q=Riverbend")
+    assert "Riverbend Police Department" in item.page.inner_text("#search-results")
+    item.page.goto(server + "/search?q=Quartz")
+    assert "window.__xss=1" in item.page.inner_text("#search-results")
+    assert_no_xss(item.page)
+    assert item.errors == []
+
+
+def test_row_page_and_keyboard(server, probe):
+    item = probe()
+    item.page.goto(server + "/ring/agencies/44444444-4444-4444-8444-444444444444")
+    item.page.wait_for_load_state("networkidle")
+    assert "window.__xss=1" in item.page.inner_text("h1")
+    assert_no_xss(item.page)
+    item.page.goto(server + "/")
+    item.page.keyboard.press("Tab")
+    focused = item.page.evaluate("document.activeElement.tagName")
+    assert focused in ("A", "INPUT", "BUTTON", "SUMMARY")
+    assert item.errors == []
+
+
+def test_no_request_leaves_localhost_except_tiles(server, probe):
+    item = probe()
+    item.page.goto(server + "/ring/agencies")
+    item.page.locator(".leaflet-marker-icon").first.wait_for(timeout=15000)
+    item.page.wait_for_timeout(500)
+    hosts = {urlsplit(url).hostname for url in item.blocked}
+    assert all(host.endswith("tile.openstreetmap.org") for host in hosts), hosts
+
