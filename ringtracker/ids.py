@@ -32,7 +32,7 @@ def classify_agency(name: str) -> str:
     """Classify an agency by its name as police, sheriff, fire or other.
 
     Combined departments named "Public Safety" count as police, because law enforcement
-    is what makes them Ring partners; a name with both "Police" and "Fire" also counts
+    is what makes them Ring partners. A name with both "Police" and "Fire" also counts
     as police.
     """
     for agency_type, pattern in _TYPE_PATTERNS:
@@ -46,7 +46,7 @@ def agency_slug(name: str, state: str | None) -> str:
 
     Accents are folded to ASCII and apostrophes are dropped, so "Sheriff's Office" and
     "Sheriff’s Office" give the same slug. NOTE: two agencies with the same name in the
-    same state get the same slug; the validation gate rejects such duplicates.
+    same state get the same slug, and the validation gate rejects the snapshot then.
     """
     text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     text = re.sub(r"['’`]", "", text.lower())

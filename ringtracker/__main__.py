@@ -1,0 +1,3 @@
+from ringtracker.cli import cli
+
+cli(prog_name="python -m ringtracker")
