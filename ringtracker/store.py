@@ -13,6 +13,7 @@ from .history import AgencyState, SourceHistory
 STATE_TABLE = "ingest_state"
 PROGRESS_TABLE = "ingest_progress"
 GEOCODE_TABLE = "geocode_cache"
+META_TABLE = "ingest_meta"
 
 EVENT_COLUMNS = {
     "id": str,
@@ -37,6 +38,26 @@ SNAPSHOT_COLUMNS = {
     "video_requests_total": int,
 }
 SKIPPED_COLUMNS = {"source": str, "commit_hash": str, "date": str, "reason": str}
+
+
+# The cluster map reads a `popup` JSON column: the agency's name, where it
+# is, its source, and a link to its timeline page.
+AGENCIES_MAP_SQL = """
+select
+  id, name, agency_type, listed_as, city, county, state, status, joined, source_url,
+  latitude, longitude,
+  json_object(
+    'title', name,
+    'description',
+      case when listed_as = 'place' then 'A place named as a Ring partner. ' else '' end
+      || coalesce(coalesce(city, county) || ', ', '') || state
+      || case when status = 'ended' then ' (no longer listed)' else '' end
+      || ' | source: ' || coalesce(source_url, 'unknown'),
+    'link', '/ring/agencies/' || id
+  ) as popup
+from agencies
+where latitude is not null and longitude is not null
+"""
 
 
 def create_tables(db: sqlite_utils.Database) -> None:
@@ -142,6 +163,7 @@ def write_agencies(
         db["agencies"].insert_all(rows)
         link_events(db, id_map)
     db["agencies"].enable_fts(["name", "city", "county", "state"], create_triggers=False)
+    db.create_view("agencies_map", AGENCIES_MAP_SQL, replace=True)
     for columns in (["state"], ["agency_type"], ["listed_as"], ["status"], ["joined"],
                     ["geocode_source"], ["county"]):
         db["agencies"].create_index(columns, if_not_exists=True)
@@ -205,3 +227,37 @@ def save_geocoder(db: sqlite_utils.Database, geocoder: CachedGeocoder) -> None:
             }
             for (city, state, agency_name), location in sorted(geocoder.used.items())
         )
+
+
+def read_fingerprint(db_path) -> str | None:
+    db = sqlite_utils.Database(db_path)
+    try:
+        if not db[META_TABLE].exists():
+            return None
+        rows = list(db[META_TABLE].rows_where("key = 'code_fingerprint'"))
+        return rows[0]["value"] if rows else None
+    finally:
+        db.close()
+
+
+def write_fingerprint(db_path, fingerprint: str) -> None:
+    db = sqlite_utils.Database(db_path)
+    try:
+        db[META_TABLE].upsert({"key": "code_fingerprint", "value": fingerprint}, pk="key")
+        db.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        db.close()
+
+
+def read_progress(db_path) -> dict[str, tuple[str, int]]:
+    """Return {source: (last commit, commits processed)} as saved by the last build."""
+    db = sqlite_utils.Database(db_path)
+    try:
+        if not db[PROGRESS_TABLE].exists():
+            return {}
+        return {
+            row["source"]: (row["last_commit"], row["commits_processed"])
+            for row in db[PROGRESS_TABLE].rows
+        }
+    finally:
+        db.close()

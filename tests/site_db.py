@@ -15,6 +15,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ringtracker.store import AGENCIES_MAP_SQL
+
 XSS_NAME = "<script>window.__xss=1</script> Police Department"
 MAP_SOURCE = "data/agencies.json"
 REPORTED_SOURCE = "data/reported-partnerships.csv"
@@ -400,6 +402,7 @@ def build_site_db(path: Path) -> Path:
     db["agencies"].create(AGENCY_COLUMNS, pk="id", not_null={"name", "state"})
     db["agencies"].insert_all(rows)
     db["agencies"].enable_fts(["name", "city", "county", "state"], create_triggers=False)
+    db.create_view("agencies_map", AGENCIES_MAP_SQL)
     for columns in (["state"], ["agency_type"], ["listed_as"], ["status"], ["joined"],
                     ["geocode_source"], ["county"]):
         db["agencies"].create_index(columns)

@@ -198,6 +198,25 @@ def test_map_popup_escapes_name(server, probe):
     assert item.errors == []
 
 
+def test_map_view_popup_links_timeline(server, probe):
+    item = probe()
+    agency_id = "44444444-4444-4444-8444-444444444444"
+    item.page.goto(server + f"/ring/agencies_map?id={agency_id}")
+    marker = item.page.locator(".leaflet-marker-icon").first
+    marker.wait_for(timeout=15000)
+    marker.click()
+    popup = item.page.locator(".leaflet-popup-content")
+    popup.wait_for()
+    text = popup.inner_text()
+    assert "<script>window.__xss=1</script> Police Department" in text
+    # This agency's source_url is a javascript: URL: shown as text, never linked.
+    assert "Quartz Flats, TX | source: javascript:" in text
+    links = [a.get_attribute("href") for a in popup.locator("a").all()]
+    assert links == [f"/ring/agencies/{agency_id}"]
+    assert_no_xss(item.page)
+    assert item.errors == []
+
+
 def test_search_finds_agency(server, probe):
     item = probe()
     item.page.goto(server + "/")
