@@ -83,6 +83,8 @@ def build_agency_rows(
         rows[agency_id] = row
         row_states[agency_id] = [state]
         id_map[(RING_MAP.namespace, agency_id)] = agency_id
+        for former_id in state.former_ids:
+            id_map[(RING_MAP.namespace, former_id)] = agency_id
         key_to_row.setdefault(agency_slug(row["name"], row["state"]), agency_id)
 
     for agency_id, state in sorted(states.get(REPORTED.namespace, {}).items()):
@@ -96,6 +98,8 @@ def build_agency_rows(
             merge_reported(rows[row_id], reported)
             row_states[row_id].append(state)
         id_map[(REPORTED.namespace, agency_id)] = row_id
+        for former_id in state.former_ids:
+            id_map[(REPORTED.namespace, former_id)] = row_id
 
     for row_id, row in rows.items():
         row.update(status_columns(row_states[row_id]))

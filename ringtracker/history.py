@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from .gitrepo import Commit
+from .ids import agency_slug
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class AgencyState:
     commit_hash: str  # the commit that introduced the current version of the record
     ended_on: str | None = None
     times_rejoined: int = 0
+    former_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class SourceHistory:
     def apply(self, commit: Commit, records: list[dict], count_video_requests: bool) -> None:
         """Compare one good version with the state so far and record what changed."""
         current = {record["id"]: record for record in records}
+        self._follow_id_changes(current)
         added = changed = removed = 0
 
         for agency_id, record in current.items():
@@ -104,6 +107,27 @@ class SourceHistory:
             }
         )
         self._mark_processed(commit)
+
+    def _follow_id_changes(self, current: dict[str, dict]) -> None:
+        """Carry an agency's state over when its id changes but its name and state do not.
+
+        The map's ids are slugs of name and state until an agency gets a profile
+        URL, then its UUID. Without this, the day Ring added profile URLs would
+        read as every agency leaving and a new one joining.
+        """
+        vanished = {
+            agency_slug(state.record.get("name") or "", state.record.get("state")): agency_id
+            for agency_id, state in self.agencies.items()
+            if state.present and agency_id not in current
+        }
+        for agency_id, record in current.items():
+            if agency_id in self.agencies:
+                continue
+            old_id = vanished.pop(agency_slug(record.get("name") or "", record.get("state")), None)
+            if old_id is not None:
+                state = self.agencies.pop(old_id)
+                state.former_ids.append(old_id)
+                self.agencies[agency_id] = state
 
     def _mark_processed(self, commit: Commit) -> None:
         self.commits_processed += 1

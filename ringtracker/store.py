@@ -79,6 +79,7 @@ def create_tables(db: sqlite_utils.Database) -> None:
             "commit_hash": str,
             "ended_on": str,
             "times_rejoined": int,
+            "former_ids": str,
         },
         pk=("source", "agency_id"),
         if_not_exists=True,
@@ -105,6 +106,7 @@ def load_history(db: sqlite_utils.Database, source: str) -> SourceHistory:
             commit_hash=row["commit_hash"],
             ended_on=row["ended_on"],
             times_rejoined=row["times_rejoined"],
+            former_ids=json.loads(row["former_ids"]),
         )
     return history
 
@@ -127,6 +129,7 @@ def save_history(db: sqlite_utils.Database, history: SourceHistory) -> None:
                 "commit_hash": state.commit_hash,
                 "ended_on": state.ended_on,
                 "times_rejoined": state.times_rejoined,
+                "former_ids": json.dumps(state.former_ids),
             }
             for agency_id, state in sorted(history.agencies.items())
         )

@@ -207,3 +207,38 @@ def test_rewritten_history_rebuilds(map_history, tmp_path, caplog):
     full_db = tmp_path / "full.db"
     build(repo.path, full_db, full=True)
     assert dump(db_path) == dump(full_db)
+
+
+def test_id_change_keeps_agency(make_repo, tmp_path):
+    # The map switches an agency from a slug id to its profile UUID.
+    repo = make_repo()
+    slug_version = agency("alder-police-department-al", "Alder Police Department", 5)
+    uuid = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    uuid_version = {
+        **slug_version,
+        "id": uuid,
+        "profile_url": f"https://agency.ring.com/agencies/{uuid}",
+    }
+    first = commit_map(repo, (slug_version, B), "2024-02-01T10:00:00+00:00")
+    second = commit_map(repo, (uuid_version, B), "2024-02-02T10:00:00+00:00")
+    db_path = tmp_path / "ring.db"
+    build(repo.path, db_path)
+
+    events = [
+        (row["event"], row["agency_id"], row["commit_hash"])
+        for row in table(db_path, "events", "date, event, agency_id")
+    ]
+    assert events == [
+        ("joined", uuid, first),
+        ("joined", "b", first),
+        ("changed", uuid, second),
+    ]
+    changed = table(db_path, "events", "date desc")[0]
+    assert json.loads(changed["changes"]) == {
+        "id": ["alder-police-department-al", uuid],
+        "profile_url": [None, f"https://agency.ring.com/agencies/{uuid}"],
+    }
+    rows = {row["id"]: row for row in table(db_path, "agencies", "id")}
+    assert sorted(rows) == sorted(["b", uuid])
+    assert rows[uuid]["status"] == "active"
+    assert rows[uuid]["first_seen"] == "2024-02-01T10:00:00+00:00"
