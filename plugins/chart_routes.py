@@ -44,7 +44,7 @@ order by month
 
 STATE_COUNTS_SQL = """
 select state, count(*) as agencies from agencies
-where status = 'active'
+where status in ('active', 'reported')
 group by state
 """
 
@@ -60,6 +60,9 @@ def fips_by_code() -> dict[str, str]:
 
 
 def monthly_spec(rows: list[dict], title: str) -> dict:
+    # Vega picks about five ticks whatever the range, which with counts of one
+    # or two gives repeated labels (0, 1, 1, 2, 2) after rounding.
+    tick_count = min(5, max([row["agencies"] for row in rows] + [1]))
     return {
         "$schema": SCHEMA,
         "title": title,
@@ -71,7 +74,7 @@ def monthly_spec(rows: list[dict], title: str) -> dict:
             "x": {"field": "month", "type": "temporal", "timeUnit": "yearmonth",
                   "title": "Month joined"},
             "y": {"field": "agencies", "type": "quantitative", "title": "Agencies",
-                  "axis": {"format": "d", "tickMinStep": 1}},
+                  "axis": {"format": "d", "tickMinStep": 1, "tickCount": tick_count}},
         },
     }
 

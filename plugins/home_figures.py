@@ -21,9 +21,12 @@ HEADLINE_SQL = """
 select
   (select count(*) from agencies where status = 'active') as agencies_active,
   (select count(*) from agencies where status = 'ended') as agencies_ended,
-  (select count(distinct state) from agencies where status = 'active') as states,
+  (select count(*) from agencies where status = 'reported') as agencies_reported,
+  (select count(distinct state) from agencies where status in ('active', 'reported')) as states,
   (select count(distinct agency_id) from events
-     where event = 'joined' and date >= :month_start) as added_this_month,
+     where source = 'data/agencies.json' and event = 'joined' and date >= :month_start)
+     as added_this_month,
+  (select count(*) from snapshots where source = 'data/agencies.json') as map_snapshots,
   (select max(date) from snapshots) as last_updated
 """
 
@@ -36,16 +39,26 @@ order by date desc
 limit 1
 """
 
+# Only the map's snapshots date a join: a reported row's commit date is when
+# this project added it, so those rows are listed by the date of their report.
 RECENT_JOINS_SQL = """
 select agency_id, agency_name, state, source, date from events
-where event = 'joined'
+where source = 'data/agencies.json' and event = 'joined'
 order by date desc, id desc
+limit :limit
+"""
+
+RECENT_REPORTS_SQL = """
+select id as agency_id, name as agency_name, state, listed_as, reported_on
+from agencies
+where status = 'reported' and reported_on is not null
+order by reported_on desc, name
 limit :limit
 """
 
 LATEST_UPDATES_SQL = """
 select events.agency_id, events.agency_name, events.state, events.event, events.date,
-  events.changes, agencies.listed_as
+  events.source, events.changes, agencies.listed_as
 from events left join agencies on agencies.id = events.agency_id
 order by events.date desc, events.id desc
 limit :limit
@@ -97,6 +110,7 @@ async def home_figures(datasette) -> dict:
         "current_month": now.strftime("%B %Y"),
         "video_requests": video[0] if video else None,
         "recent_joins": await rows(db, RECENT_JOINS_SQL, {"limit": RECENT_LIMIT}),
+        "recent_reports": await rows(db, RECENT_REPORTS_SQL, {"limit": RECENT_LIMIT}),
         "latest_updates": updates,
         "monthly_joins": await canned_rows(datasette, db, "monthly_joins"),
         "state_counts": await canned_rows(datasette, db, "state_counts"),

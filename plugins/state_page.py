@@ -18,6 +18,7 @@ RECENT_EVENTS_LIMIT = 50
 COUNTS_SQL = """
 select count(*) as total,
   coalesce(sum(status = 'active'), 0) as active,
+  coalesce(sum(status = 'reported'), 0) as reported,
   coalesce(sum(status = 'ended'), 0) as ended,
   coalesce(sum(listed_as = 'place'), 0) as places
 from agencies where state = :state

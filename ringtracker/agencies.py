@@ -75,6 +75,7 @@ def build_agency_rows(
     """
     rows: dict[str, dict] = {}
     row_states: dict[str, list[AgencyState]] = {}
+    row_status: dict[str, str] = {}
     id_map: dict[tuple[str, str], str] = {}
     key_to_row: dict[str, str] = {}
 
@@ -82,9 +83,10 @@ def build_agency_rows(
         row = map_row(state, commit_messages)
         rows[agency_id] = row
         row_states[agency_id] = [state]
-        id_map[(RING_MAP.namespace, agency_id)] = agency_id
+        row_status[agency_id] = agency_status(state, None)
+        id_map[(RING_MAP.path, agency_id)] = agency_id
         for former_id in state.former_ids:
-            id_map[(RING_MAP.namespace, former_id)] = agency_id
+            id_map[(RING_MAP.path, former_id)] = agency_id
         key_to_row.setdefault(agency_slug(row["name"], row["state"]), agency_id)
 
     for agency_id, state in sorted(states.get(REPORTED.namespace, {}).items()):
@@ -93,16 +95,17 @@ def build_agency_rows(
         if row_id is None:
             rows[agency_id] = reported
             row_states[agency_id] = [state]
+            row_status[agency_id] = agency_status(None, state)
             row_id = agency_id
         else:
             merge_reported(rows[row_id], reported)
             row_states[row_id].append(state)
-        id_map[(REPORTED.namespace, agency_id)] = row_id
+        id_map[(REPORTED.path, agency_id)] = row_id
         for former_id in state.former_ids:
-            id_map[(REPORTED.namespace, former_id)] = row_id
+            id_map[(REPORTED.path, former_id)] = row_id
 
     for row_id, row in rows.items():
-        row.update(status_columns(row_states[row_id]))
+        row.update(status_columns(row_states[row_id], row_status[row_id]))
         add_location(row, geocoder)
     return [rows[row_id] for row_id in sorted(rows)], id_map
 
@@ -159,11 +162,24 @@ def merge_reported(row: dict, reported: dict) -> None:
         row["joined"] = reported["joined"]
 
 
-def status_columns(states: list[AgencyState]) -> dict:
+def agency_status(map_state: AgencyState | None, reported_state: AgencyState | None) -> str:
+    """Return active or ended for agencies on Ring's map, reported or withdrawn otherwise.
+
+    A cited page shows that an agency partnered with Ring at some time, not
+    that it still does, so reported-only rows are never called active. A row
+    removed from the reported file was withdrawn from this data, which says
+    nothing about the partnership.
+    """
+    if map_state is not None:
+        return "active" if map_state.present else "ended"
+    return "reported" if reported_state.present else "withdrawn"
+
+
+def status_columns(states: list[AgencyState], status: str) -> dict:
     active = any(state.present for state in states)
     ended = [state.ended_on for state in states if state.ended_on]
     return {
-        "status": "active" if active else "ended",
+        "status": status,
         "first_seen": min(state.first_seen for state in states),
         "last_seen": max(state.last_seen for state in states),
         "ended_on": None if active else max(ended),

@@ -55,7 +55,7 @@ def build(repo: Path, db_path: Path, branch: str | None = None, full: bool = Fal
     repo = check_repository(repo)
     branch = branch or current_branch(repo)
     db_path = db_path.resolve()
-    commits = {source.namespace: file_commits(repo, branch, source.path) for source in SOURCES}
+    commits = {source.path: file_commits(repo, branch, source.path) for source in SOURCES}
     fingerprint = code_fingerprint()
     if not full and db_path.exists():
         if store.read_fingerprint(db_path) != fingerprint:
@@ -126,7 +126,7 @@ def build_into(
     states = {}
     messages: dict[str, str] = {}
     for source in SOURCES:
-        commits = all_commits[source.namespace]
+        commits = all_commits[source.path]
         if not commits:
             log.info("No commits of %s on %s; skipping that source", source.path, branch)
             continue
@@ -151,7 +151,7 @@ def derive_source(repo: Path, source: Source, commits: list[Commit], work_path: 
     db = sqlite_utils.Database(work_path)
     try:
         store.create_tables(db)
-        history = store.load_history(db, source.namespace)
+        history = store.load_history(db, source.path)
         derive(repo, source, commits, history)
         store.save_history(db, history)
     finally:
@@ -203,7 +203,7 @@ def run_git_history(repo: Path, branch: str, source: Source, work_path: Path) ->
     git-history stops at the first version its converter cannot read.
     """
     db = sqlite_utils.Database(work_path)
-    skip = store.skipped_hashes(db, source.namespace)
+    skip = store.skipped_hashes(db, source.path)
     db.close()
     command = [
         str(Path(sys.executable).parent / "git-history"),

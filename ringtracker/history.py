@@ -36,7 +36,7 @@ class AgencyState:
 class SourceHistory:
     """The running state of one source, plus the rows derived since it was loaded."""
 
-    source: str
+    source: str  # the data file's path, as the derived tables name it
     agencies: dict[str, AgencyState] = field(default_factory=dict)
     commits_processed: int = 0
     last_commit: str | None = None

@@ -64,7 +64,7 @@ def test_agencies_rows_exact(reported_repo, tmp_path):
     assert lakeview["first_seen"] == "2024-03-01T12:00:00+00:00"
     assert lakeview["last_seen"] == "2024-03-03T12:00:00+00:00"
     assert lakeview["commit_hash"] == hashes[2]
-    assert lakeview["status"] == "active"
+    assert lakeview["status"] == "reported"
     assert lakeview["geocode_source"] == "gazetteer:city"
     assert lakeview["latitude"] == pytest.approx(34.73, abs=0.3)
     assert lakeview["longitude"] == pytest.approx(-86.59, abs=0.3)
@@ -222,4 +222,8 @@ def test_map_and_report_merge(reported_repo, tmp_path):
         "select source, event from events where agency_id = ? order by date, source",
         [merged["id"]],
     ).fetchall()
-    assert linked == [("reported", "joined"), ("reported", "changed"), ("ring_map", "joined")]
+    assert linked == [
+        ("data/reported-partnerships.csv", "joined"),
+        ("data/reported-partnerships.csv", "changed"),
+        ("data/agencies.json", "joined"),
+    ]

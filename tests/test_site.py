@@ -59,20 +59,25 @@ async def test_home_figures_match_database(ds, db_path):
     assert response.status_code == 200
     page = response.text
     active = query_one(db_path, "select count(*) from agencies where status = 'active'")
+    reported = query_one(db_path, "select count(*) from agencies where status = 'reported'")
     states = query_one(
-        db_path, "select count(distinct state) from agencies where status = 'active'"
+        db_path,
+        "select count(distinct state) from agencies where status in ('active', 'reported')",
     )
     month = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m")
     added = query_one(
         db_path,
-        "select count(*) from events where event = 'joined' and substr(date, 1, 7) = ?",
+        "select count(*) from events where event = 'joined' and source = 'data/agencies.json'"
+        " and substr(date, 1, 7) = ?",
         [month],
     )
     last_updated = query_one(db_path, "select max(date) from snapshots")
-    assert f"<strong>{active}</strong> agencies active" in page
-    assert f"<strong>{states}</strong> states with an active agency" in page
+    assert f"<strong>{active}</strong> agencies on Ring's map in the latest snapshot" in page
+    assert reported == 2
+    assert f"<strong>{reported}</strong> partnerships known only from public reporting" in page
+    assert f"<strong>{states}</strong> states with a listed or reported agency" in page
     assert added == 1
-    assert f"<strong>{added}</strong> agencies added in" in page
+    assert f"<strong>{added}</strong> agencies added to Ring's map in" in page
     assert f'<time datetime="{last_updated}">{last_updated[:10]}</time>' in page
     assert "<strong>27</strong> video requests" in page
 
@@ -356,7 +361,8 @@ async def test_state_page_counts(ds):
     assert response.status_code == 200
     page = response.text
     assert "<h1>Ring partnerships in OR</h1>" in page
-    assert "<strong>4</strong> active" in page
+    assert "<strong>3</strong> on Ring's map" in page
+    assert "<strong>1</strong> known from public reporting" in page
     assert "/-/ring/charts/monthly-joins.svg?state=OR" in page
 
 
