@@ -494,3 +494,25 @@ async def test_plugins_loaded(ds):
     plugins = {plugin["name"] for plugin in (await ds.client.get("/-/plugins.json")).json()}
     assert {"datasette-cluster-map", "datasette-vega", "datasette-atom",
             "query_parameters.py", "cell_links.py", "home_figures.py"} <= plugins
+
+
+@pytest.mark.asyncio
+async def test_row_page_cites_report(ds):
+    page = (await ds.client.get("/ring/agencies/pine-ridge-police-department-wa")).text
+    sources = page.split('id="sources"')[1].split('id="timeline"')[0]
+    assert (
+        '<a href="https://news.example.org/pine-ridge-neighbors" rel="noopener noreferrer">'
+        in sources
+    )
+    assert "Reported on 2019-10-22" in sources
+    assert "The department announced it joined the Neighbors portal in October." in sources
+    timeline = page.split('id="timeline"')[1]
+    assert "added to this data" in timeline
+
+
+@pytest.mark.asyncio
+async def test_row_page_never_links_javascript(ds):
+    page = (await ds.client.get("/ring/agencies/44444444-4444-4444-8444-444444444444")).text
+    sources = page.split('id="sources"')[1].split('id="timeline"')[0]
+    assert "javascript:window.__xss=1" in sources
+    assert 'href="javascript:' not in page
