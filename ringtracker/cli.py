@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ringtracker import fetch, profiles, scrape
+from ringtracker import backfill, fetch, profiles, scrape
 from ringtracker.errors import ScrapeError
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,64 @@ def scrape_command(
     except ScrapeError as error:
         log.error("Scrape failed, %s left unchanged: %s", output, error)
         raise click.exceptions.Exit(1) from None
+
+
+@cli.command(name="backfill")
+@click.argument("archive_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--branch",
+    default="backfill",
+    show_default=True,
+    help="New branch for the commits, made from the current HEAD; it must not exist yet.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=scrape.DEFAULT_OUTPUT,
+    show_default=True,
+    help="Data file to write, relative to the repository root.",
+)
+@click.option(
+    "--source-url",
+    default=scrape.DEFAULT_URL,
+    show_default=True,
+    help="Map URL the captures were taken from, written in each commit's Source-URL trailer.",
+)
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Accept a capture with more than 20% fewer agencies than the previous one.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Lowest level of log messages written to stderr.",
+)
+def backfill_command(archive_dir, branch, output, source_url, allow_shrink, log_level):
+    """Commit dated archived copies of the map (.kml/.kmz in ARCHIVE_DIR) with their capture dates.
+
+    The capture date comes from the file name: 2020-07-15.kml, 2020_07_15.kml,
+    ring-map-20200715.kmz, or a Wayback timestamp such as 20200715063012.kml. Each capture
+    passes the scraper's validation gate; a rejected capture is logged and skipped, and
+    the command then exits with status 1 after keeping the others.
+    """
+    _configure_logging(log_level)
+    try:
+        result = backfill.backfill(
+            Path.cwd(),
+            archive_dir,
+            branch=branch,
+            output=output,
+            source_url=source_url,
+            allow_shrink=allow_shrink,
+        )
+    except (backfill.BackfillError, ScrapeError) as error:
+        log.error("Backfill failed, nothing committed: %s", error)
+        raise click.exceptions.Exit(1) from None
+    if result.rejected:
+        raise click.exceptions.Exit(1)
 
 
 def _configure_logging(level: str) -> None:

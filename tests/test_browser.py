@@ -6,6 +6,7 @@ never fetched. Screenshots go to test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 from tests.site_db import build_site_db
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
+# CI runners without Debian's chromium point this at their Chrome (e.g. /usr/bin/google-chrome).
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,7 +30,8 @@ CHROMIUM_ARGS = [
 WIDTHS = {"desktop": 1280, "mobile": 375}
 
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (apt-get install chromium)"
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is not installed (apt-get install chromium, or set CHROMIUM_PATH to a Chrome binary)",
 )
 
 
