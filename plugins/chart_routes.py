@@ -104,10 +104,23 @@ def choropleth_spec(counts: dict[str, int]) -> dict:
     }
 
 
+# Rendered charts by spec. The database is served immutable, so a spec (which
+# embeds its data) always renders the same SVG; about 60 charts exist at most
+# (one per state, the national one and the map), so the cap is never reached.
+SVG_CACHE: dict[str, str] = {}
+SVG_CACHE_MAX = 256
+
+
 async def render_svg(spec: dict) -> Response:
-    # vl-convert runs a JavaScript engine, and the state map took about 0.7 s
-    # on first use in development, so it runs in a worker thread.
-    svg = await asyncio.to_thread(vl_convert.vegalite_to_svg, spec)
+    key = json.dumps(spec, sort_keys=True)
+    svg = SVG_CACHE.get(key)
+    if svg is None:
+        # vl-convert runs a JavaScript engine, and the state map took about 0.7 s
+        # on first use in development, so it runs in a worker thread.
+        svg = await asyncio.to_thread(vl_convert.vegalite_to_svg, spec)
+        if len(SVG_CACHE) >= SVG_CACHE_MAX:
+            SVG_CACHE.pop(next(iter(SVG_CACHE)))
+        SVG_CACHE[key] = svg
     return Response(
         svg,
         content_type="image/svg+xml; charset=utf-8",

@@ -202,6 +202,15 @@ def run_git_history(repo: Path, branch: str, source: Source, work_path: Path) ->
     Commits that the derive step skipped are skipped here too, because
     git-history stops at the first version its converter cannot read.
     """
+    if not (repo / source.path).exists():
+        # NOTE: git-history 0.8 reads versions from git but requires the file
+        # in the working tree, so a branch other than the checked-out one can
+        # be built only when its data files are present there too.
+        raise BuildError(
+            f"{source.path} has commits on branch {branch} but is missing from the "
+            f"working tree of {repo}, and git-history needs it there. Check out "
+            f"{branch} (or restore the file) and build again."
+        )
     db = sqlite_utils.Database(work_path)
     skip = store.skipped_hashes(db, source.path)
     db.close()

@@ -153,11 +153,11 @@ def test_failed_build_keeps_previous_database(reported_repo, tmp_path):
     build(repo.path, db_path)
     before = db_path.read_bytes()
 
-    # git-history refuses a file missing from the working tree; the new
-    # commit is read and derived first, so the failure comes mid-build.
+    # git-history needs the file in the working tree; the new commit is
+    # read and derived first, so the failure comes mid-build.
     repo.commit_file(CSV_PATH, HEADER + ROW_A, "2024-03-04T12:00:00+00:00")
     (repo.path / CSV_PATH).unlink()
-    with pytest.raises(BuildError, match="git-history failed"):
+    with pytest.raises(BuildError, match="missing from the working tree"):
         build(repo.path, db_path)
 
     assert db_path.read_bytes() == before
