@@ -24,7 +24,11 @@ PLACE_NOTE = "place named as a partner; the source names no department"
 def is_web_url(value: object) -> bool:
     if not isinstance(value, str):
         return False
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        # An unclosed "[" in the host part; such a value is not a usable link.
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 

@@ -31,6 +31,10 @@ MAX_KMZ_ENTRIES = 10_000
 _BREAKING_TAG = re.compile(r"</?(?:br|p|div|li)\b[^>]*>", re.IGNORECASE)
 _INLINE_TAG = re.compile(r"</?(?:b|i|u|em|strong|span|font|small|big|sup|sub)\b[^>]*>", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
+# Control characters and invisible direction or zero-width marks. They never belong in a
+# name or address, make two identical-looking agencies differ, and a right-to-left
+# override can make a name display as something else.
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class KmlDocument:
 
 
 def clean_text(text: str | None) -> str | None:
-    """Trim text, drop formatting tags, unescape HTML entities and collapse whitespace.
+    """Trim text, drop formatting tags, unescape HTML entities, drop control and invisible
+    direction characters and collapse whitespace.
 
     Returns None for missing or blank text.
     """
@@ -66,6 +71,7 @@ def clean_text(text: str | None) -> str | None:
     text = _BREAKING_TAG.sub(" ", text)
     text = _INLINE_TAG.sub("", text)
     text = html.unescape(text)
+    text = _INVISIBLE.sub("", text)
     text = _WHITESPACE.sub(" ", text).strip()
     return text or None
 
@@ -180,6 +186,13 @@ def _parse_xml(data: bytes) -> Element:
         raise SourceError("The document references an external resource, which KML never needs; rejected.") from None
     except ParseError as error:
         raise SourceError(f"The document is not well-formed XML ({error}); it may be truncated or not KML.") from None
+    except LookupError as error:
+        # expat asks Python's codec registry for an encoding it does not know itself.
+        raise SourceError(f"The XML declaration names an encoding Python does not know ({error}); rejected.") from None
+    except ValueError as error:
+        # expat reads only single-byte codecs from the registry: Shift_JIS, UTF-7 or
+        # UTF-32 in the declaration end here.
+        raise SourceError(f"The XML declaration names an encoding the XML parser cannot read ({error}); rejected.") from None
 
 
 def _local_name(tag: object) -> str:
@@ -204,13 +217,21 @@ def _child_text(element: Element, name: str) -> str | None:
 
 
 def _iter_placemarks(element: Element, folder: str | None):
-    for child in element:
+    # An explicit stack instead of recursion: a hostile document can nest thousands of
+    # Folders, deeper than Python's recursion limit.
+    stack = [(iter(element), folder)]
+    while stack:
+        children, current = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
         kind = _local_name(child.tag)
         if kind == "Placemark":
-            yield folder, child
+            yield current, child
         elif kind in ("Document", "Folder"):
             name = _child_text(child, "name") if kind == "Folder" else None
-            yield from _iter_placemarks(child, name if name is not None else folder)
+            stack.append((iter(child), name if name is not None else current))
 
 
 def _read_placemark(element: Element, row: int, folder: str | None) -> Placemark:

@@ -12,7 +12,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlparse
 
 import us
@@ -44,7 +44,17 @@ AGENCY_PROFILE = "agency profile"
 KNOWN_FIELDS = (ACTIVE_DATE, VIDEO_REQUESTS, AGENCY_PROFILE)
 
 PROFILE_HOST = "agency.ring.com"
+# Longer names or addresses are garbage or an attack on the pages and URLs built from them.
+MAX_TEXT_LENGTH = 500
 DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%b %d %Y")
+# Ring was founded in 2013; an earlier Active Date is a typo or a placeholder.
+EARLIEST_ACTIVE_DATE = date(2013, 1, 1)
+# Every US state and territory lies in these boxes: latitude from American Samoa to
+# northern Alaska, longitude from the Aleutians east to the Virgin Islands, plus the
+# Pacific territories and far Aleutians west of the antimeridian. A point outside them
+# is most often latitude and longitude swapped.
+US_LATITUDES = (-15.0, 72.0)
+US_LONGITUDES = ((-180.0, -64.0), (144.0, 180.0))
 _COUNTY_PART = re.compile(r"\b(county|parish)$", re.IGNORECASE)
 _ZIP_SUFFIX = re.compile(r"\s+\d{5}(?:-\d{4})?$")
 
@@ -147,6 +157,13 @@ def parse_point(text: str) -> tuple[float, float] | None:
     return latitude, longitude
 
 
+def in_united_states(latitude: float, longitude: float) -> bool:
+    """Return True when the point lies in the boxes that hold every US state and territory."""
+    if not US_LATITUDES[0] <= latitude <= US_LATITUDES[1]:
+        return False
+    return any(low <= longitude <= high for low, high in US_LONGITUDES)
+
+
 def parse_count(text: str) -> int | None:
     """Parse a non-negative whole number such as "12", "1,234" or "12.0"; None otherwise."""
     value = text.strip().replace(",", "")
@@ -159,9 +176,22 @@ def parse_count(text: str) -> int | None:
     return int(number)
 
 
+def is_web_url(url: str) -> bool:
+    """Return True for a parseable http or https URL with a host."""
+    try:
+        parsed = urlparse(url.strip())
+        return parsed.scheme.lower() in ("http", "https") and bool(parsed.hostname)
+    except ValueError:
+        return False
+
+
 def profile_uuid(url: str) -> str | None:
     """Return the lower-case UUID from https://agency.ring.com/agencies/<uuid>, or None."""
-    parsed = urlparse(url.strip())
+    try:
+        parsed = urlparse(url.strip())
+    except ValueError:
+        # urlparse rejects an unclosed "[" in the host part as an invalid IPv6 address.
+        return None
     if parsed.scheme.lower() not in ("http", "https") or parsed.hostname != PROFILE_HOST:
         return None
     match = re.fullmatch(r"/agencies/([0-9A-Fa-f-]{32,36})/?", parsed.path)
@@ -215,6 +245,11 @@ class _RowNormalizer:
         if parsed is None:
             self.problem("Active Date", text, "invalid date (expected M/D/YYYY, YYYY-MM-DD or Month D, YYYY)")
             return None
+        # One day of slack, because the map's dates follow US time zones.
+        latest = datetime.now(timezone.utc).date() + timedelta(days=1)
+        if not EARLIEST_ACTIVE_DATE <= parsed <= latest:
+            self.problem("Active Date", text, f"implausible date (expected {EARLIEST_ACTIVE_DATE.isoformat()} to today)")
+            return None
         return parsed.isoformat()
 
     def video_requests(self, text: str | None) -> int | None:
@@ -233,6 +268,9 @@ class _RowNormalizer:
         if point is None:
             self.problem("coordinates", text, "invalid Point coordinates (expected longitude,latitude within range)")
             return None, None
+        if not in_united_states(*point):
+            self.problem("coordinates", text, "Point outside the United States (longitude and latitude swapped?)")
+            return None, None
         return point
 
     def record(self) -> dict | None:
@@ -240,6 +278,9 @@ class _RowNormalizer:
         known, extra = self.known_and_extra_fields()
         if placemark.name is None:
             self.problem("name", None, "missing agency name", drops_row=True)
+        for field_name, text in (("name", placemark.name), ("address", placemark.address)):
+            if text is not None and len(text) > MAX_TEXT_LENGTH:
+                self.problem(field_name, text[:60] + "...", f"{len(text):,} characters, longer than {MAX_TEXT_LENGTH}", drops_row=True)
         city, state = split_address(placemark.address)
         if placemark.address is None:
             self.problem("address", None, "missing address, so the state cannot be resolved", drops_row=True)
@@ -252,6 +293,9 @@ class _RowNormalizer:
             self.problem(
                 "Agency Profile", profile_url, f"not a https://{PROFILE_HOST}/agencies/<uuid> URL, id falls back to a slug"
             )
+            # The site links to profile_url, so only a web address may be kept.
+            if not is_web_url(profile_url):
+                profile_url = None
         latitude, longitude = self.coordinates()
         active_date = self.active_date(known.get(ACTIVE_DATE))
         video_requests = self.video_requests(known.get(VIDEO_REQUESTS))
