@@ -15,64 +15,19 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ringtracker.store import AGENCIES_MAP_SQL
+from ringtracker.agencies import AGENCY_COLUMNS
+from ringtracker.store import (
+    AGENCIES_MAP_SQL,
+    EVENT_COLUMNS,
+    SKIPPED_COLUMNS,
+    SNAPSHOT_COLUMNS,
+)
 
 XSS_NAME = "<script>window.__xss=1</script> Police Department"
 MAP_SOURCE = "data/agencies.json"
 REPORTED_SOURCE = "data/reported-partnerships.csv"
 MAP_URL = "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB"
 
-AGENCY_COLUMNS = {
-    "id": str,
-    "name": str,
-    "agency_type": str,
-    "listed_as": str,
-    "city": str,
-    "county": str,
-    "state": str,
-    "address": str,
-    "latitude": float,
-    "longitude": float,
-    "geocode_source": str,
-    "data_quality": str,
-    "joined": str,
-    "video_requests": int,
-    "profile_url": str,
-    "reported_on": str,
-    "evidence": str,
-    "source": str,
-    "source_url": str,
-    "reported_source_url": str,
-    "status": str,
-    "first_seen": str,
-    "last_seen": str,
-    "ended_on": str,
-    "times_rejoined": int,
-    "commit_hash": str,
-}
-EVENT_COLUMNS = {
-    "id": int,
-    "agency_id": str,
-    "source_agency_id": str,
-    "agency_name": str,
-    "state": str,
-    "source": str,
-    "event": str,
-    "date": str,
-    "commit_hash": str,
-    "changes": str,
-}
-SNAPSHOT_COLUMNS = {
-    "source": str,
-    "commit_hash": str,
-    "date": str,
-    "agency_count": int,
-    "added": int,
-    "removed": int,
-    "changed": int,
-    "video_requests_total": int,
-}
-SKIPPED_COLUMNS = {"source": str, "commit_hash": str, "date": str, "reason": str}
 
 # Commit hashes: a readable prefix padded to 40 hex digits.
 COMMIT_1 = "a1" * 20
