@@ -8,7 +8,8 @@ from .geocode import Location, geocode
 from .gitrepo import commit_trailer
 from .history import AgencyState
 from .ids import agency_slug
-from .sources import DEFAULT_MAP_URL, REPORTED, RING_MAP
+from . import DEFAULT_MAP_URL
+from .sources import REPORTED, RING_MAP
 
 log = logging.getLogger(__name__)
 

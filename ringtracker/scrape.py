@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ringtracker import profiles
+from ringtracker import DEFAULT_MAP_URL, profiles
 from ringtracker.errors import ScrapeError
 from ringtracker.fetch import FetchOptions, fetch
 from ringtracker.kml import parse
@@ -22,7 +22,7 @@ from ringtracker.write import read_records, write
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB&forcekml=1&nl=1"
+DEFAULT_URL = DEFAULT_MAP_URL
 DEFAULT_OUTPUT = Path("data/agencies.json")
 MAX_LISTED_CHANGES = 25
 

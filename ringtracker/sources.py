@@ -14,12 +14,6 @@ from dataclasses import dataclass
 
 from .ids import agency_slug
 
-# The export of Ring's Active Agency Map, recorded on map rows whose commit
-# message carries no Source-URL trailer.
-DEFAULT_MAP_URL = (
-    "https://www.google.com/maps/d/kml?mid=1eYVDPh5itXq5acDT9b0BVeQwmESBa4cB"
-)
-
 REPORTED_COLUMNS = (
     "agency_name",
     "agency_type",
@@ -32,10 +26,8 @@ REPORTED_COLUMNS = (
     "evidence",
 )
 
-
 class VersionError(ValueError):
     """A version of a data file is empty, truncated or not in the expected format."""
-
 
 @dataclass(frozen=True)
 class Source:
@@ -50,7 +42,6 @@ class Source:
 
     def records(self, content: bytes) -> list[dict]:
         return globals()[self.converter](content)
-
 
 def reported_records(content: bytes) -> list[dict]:
     """Read the reported-partnerships CSV; add a stable `id` of name and state."""
@@ -76,7 +67,6 @@ def reported_records(content: bytes) -> list[dict]:
     _require_records(records)
     return records
 
-
 def map_records(content: bytes) -> list[dict]:
     """Read a snapshot of Ring's map written by the scraper (a JSON list of records)."""
     text = _decode(content)
@@ -92,7 +82,6 @@ def map_records(content: bytes) -> list[dict]:
     _require_records(records)
     return records
 
-
 def _decode(content: bytes) -> str:
     if not content.strip():
         raise VersionError("the file is empty")
@@ -100,7 +89,6 @@ def _decode(content: bytes) -> str:
         return content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise VersionError(f"the file is not UTF-8 ({error})") from None
-
 
 def _require_records(records: list[dict]) -> None:
     # A version with no rows is a broken scrape, not Ring ending every
@@ -112,7 +100,6 @@ def _require_records(records: list[dict]) -> None:
         if record["id"] in seen:
             raise VersionError(f"duplicate id {record['id']!r}")
         seen.add(record["id"])
-
 
 REPORTED = Source("reported", "data/reported-partnerships.csv", "reported_records", False)
 RING_MAP = Source("ring_map", "data/agencies.json", "map_records", True)
