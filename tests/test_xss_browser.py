@@ -81,12 +81,11 @@ def add_payloads(path: Path) -> None:
         ),
     ])
     db["agencies"].rebuild_fts()
-    next_id = db.execute("select max(id) from events").fetchone()[0] + 1
     db["events"].insert_all([
-        {"id": next_id, "agency_id": "xss-img-police-oh", "source_agency_id": "xss-img-police-oh",
+        {"id": "xss:joined:xss-img-police-oh", "agency_id": "xss-img-police-oh", "source_agency_id": "xss-img-police-oh",
          "agency_name": IMG_NAME, "state": "OH", "source": MAP_SOURCE, "event": "joined", "date": DATE_2,
          "commit_hash": COMMIT_1, "changes": None},
-        {"id": next_id + 1, "agency_id": "xss-quote-fire-tx", "source_agency_id": "xss-quote-fire-tx",
+        {"id": "xss:left:xss-quote-fire-tx", "agency_id": "xss-quote-fire-tx", "source_agency_id": "xss-quote-fire-tx",
          "agency_name": QUOTE_NAME, "state": "TX", "source": MAP_SOURCE, "event": "left", "date": DATE_2,
          "commit_hash": COMMIT_1, "changes": '{"name": ["<script>window.__xss=1</script>", "x"]}'},
     ])
