@@ -162,7 +162,8 @@ def event_rows() -> list[dict]:
 
     def add(agency_id, name, state, source, event, date, commit_hash, changes=None):
         rows.append({
-            "id": len(rows) + 1,
+            # Shaped like ingest's event ids: source, commit, event, agency.
+            "id": f"{source}:{commit_hash[:12]}:{event}:{agency_id}",
             "agency_id": agency_id,
             "source_agency_id": agency_id,
             "agency_name": name,
