@@ -42,11 +42,28 @@ group by month
 order by month
 """
 
-STATE_COUNTS_SQL = """
-select state, count(*) as agencies from agencies
-where status in ('active', 'reported')
-group by state
-"""
+# What the state map can be shaded by: ?measure=NAME picks the SQL (which
+# returns state and value) and the chart's title and legend.
+MEASURES = {
+    "agencies": (
+        """
+        select state, count(*) as value from agencies
+        where status in ('active', 'reported')
+        group by state
+        """,
+        "Agencies on Ring's map or reported, per state",
+        "Agencies",
+    ),
+    "video_requests": (
+        """
+        select state, sum(video_requests) as value from agencies
+        where status = 'active' and video_requests is not null
+        group by state
+        """,
+        "Video requests in the quarter, per state (map agencies with counts)",
+        "Video requests",
+    ),
+}
 
 
 @lru_cache(maxsize=1)
@@ -79,26 +96,26 @@ def monthly_spec(rows: list[dict], title: str) -> dict:
     }
 
 
-def choropleth_spec(counts: dict[str, int]) -> dict:
+def choropleth_spec(counts: dict[str, int], title: str, legend: str) -> dict:
     fips = fips_by_code()
     values = [
-        {"fips": fips[code], "state": code, "agencies": counts.get(code, 0)}
+        {"fips": fips[code], "state": code, "value": counts.get(code, 0)}
         for code in sorted(fips)
     ]
     return {
         "$schema": SCHEMA,
-        "title": "Active agencies per state",
+        "title": title,
         "width": 640,
         "height": 400,
         "data": {"values": states_topology(), "format": {"type": "topojson", "feature": "states"}},
         "transform": [{
             "lookup": "id",
-            "from": {"data": {"values": values}, "key": "fips", "fields": ["state", "agencies"]},
+            "from": {"data": {"values": values}, "key": "fips", "fields": ["state", "value"]},
         }],
         "projection": {"type": "albersUsa"},
         "mark": {"type": "geoshape", "stroke": "#ffffff", "strokeWidth": 0.5},
         "encoding": {
-            "color": {"field": "agencies", "type": "quantitative", "title": "Agencies",
+            "color": {"field": "value", "type": "quantitative", "title": legend,
                       "scale": {"scheme": "blues"}},
         },
     }
@@ -143,10 +160,17 @@ async def monthly_joins_chart(datasette, request):
 
 
 async def states_chart(datasette, request):
+    measure = request.args.get("measure", "agencies")
+    if measure not in MEASURES:
+        return Response.text(
+            f"measure={measure!r} is not one of {', '.join(MEASURES)}; use one of those",
+            status=400,
+        )
+    sql, title, legend = MEASURES[measure]
     db = datasette.get_database(DATABASE)
-    results = await db.execute(STATE_COUNTS_SQL)
-    counts = {row["state"]: row["agencies"] for row in results.rows}
-    return await render_svg(choropleth_spec(counts))
+    results = await db.execute(sql)
+    counts = {row["state"]: row["value"] for row in results.rows}
+    return await render_svg(choropleth_spec(counts, title, legend))
 
 
 @hookimpl

@@ -151,7 +151,7 @@ def test_home_page_renders(server, probe, label):
     chart = item.page.locator('img[src="/-/ring/charts/monthly-joins.svg"]')
     chart.wait_for()
     assert chart.evaluate("img => img.complete && img.naturalWidth > 0")
-    choropleth = item.page.locator('img[src="/-/ring/charts/states.svg"]')
+    choropleth = item.page.locator('img[src="/-/ring/charts/states.svg?measure=agencies"]')
     assert choropleth.evaluate("img => img.complete && img.naturalWidth > 0")
     screenshot(item.page, f"home-{label}")
     assert_no_xss(item.page)

@@ -428,13 +428,34 @@ async def test_search_page_too_long_400(ds):
 @pytest.mark.asyncio
 @pytest.mark.parametrize("path", ["/-/ring/charts/monthly-joins.svg",
                                   "/-/ring/charts/monthly-joins.svg?state=OR",
-                                  "/-/ring/charts/states.svg"])
+                                  "/-/ring/charts/states.svg",
+                                  "/-/ring/charts/states.svg?measure=video_requests"])
 async def test_chart_routes_return_svg(ds, path):
     response = await ds.client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("image/svg+xml")
     assert response.text.lstrip().startswith("<svg")
     assert "<path" in response.text
+
+
+@pytest.mark.asyncio
+async def test_state_map_measures(ds):
+    agencies = (await ds.client.get("/-/ring/charts/states.svg")).text
+    requests = (await ds.client.get("/-/ring/charts/states.svg?measure=video_requests")).text
+    assert "Agencies on Ring" in agencies
+    assert "Video requests in the quarter" in requests
+    bad = await ds.client.get("/-/ring/charts/states.svg?measure=population")
+    assert bad.status_code == 400
+    assert "'population' is not one of agencies, video_requests" in bad.text
+
+
+@pytest.mark.asyncio
+async def test_home_switches_state_map(ds):
+    default = (await ds.client.get("/")).text
+    assert 'src="/-/ring/charts/states.svg?measure=agencies"' in default
+    switched = (await ds.client.get("/?map=video_requests")).text
+    assert 'src="/-/ring/charts/states.svg?measure=video_requests"' in switched
+    assert "<strong>video requests</strong>" in switched
 
 
 @pytest.mark.asyncio
