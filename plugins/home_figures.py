@@ -24,7 +24,8 @@ select
   (select count(*) from agencies where status = 'reported') as agencies_reported,
   (select count(distinct state) from agencies where status in ('active', 'reported')) as states,
   (select count(distinct agency_id) from events
-     where source = 'data/agencies.json' and event = 'joined' and date >= :month_start)
+     where source = 'data/agencies.json' and event = 'joined' and baseline = 0
+       and date >= :month_start)
      as added_this_month,
   (select count(*) from snapshots where source = 'data/agencies.json') as map_snapshots,
   (select max(date) from snapshots) as last_updated
@@ -39,11 +40,12 @@ order by date desc
 limit 1
 """
 
-# Only the map's snapshots date a join: a reported row's commit date is when
-# this project added it, so those rows are listed by the date of their report.
+# Only the map's snapshots date a join, and not its first one, which lists
+# every agency already on the map. A reported row's commit date is when this
+# project added it, so those rows are listed by the date of their report.
 RECENT_JOINS_SQL = """
 select agency_id, agency_name, state, source, date from events
-where source = 'data/agencies.json' and event = 'joined'
+where source = 'data/agencies.json' and event = 'joined' and baseline = 0
 order by date desc, id desc
 limit :limit
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .gitrepo import Commit
 from .ids import agency_slug
@@ -59,6 +60,9 @@ class SourceHistory:
     def apply(self, commit: Commit, records: list[dict], count_video_requests: bool) -> None:
         """Compare one good version with the state so far and record what changed."""
         current = {record["id"]: record for record in records}
+        # The first good version lists what was there when tracking began; its
+        # agencies joined at some earlier, unknown time.
+        baseline = not self.agencies
         self._follow_id_changes(current)
         added = changed = removed = 0
 
@@ -68,7 +72,7 @@ class SourceHistory:
                 self.agencies[agency_id] = AgencyState(
                     record, True, commit.date, commit.date, commit.hash
                 )
-                self._event(commit, agency_id, record, "joined")
+                self._event(commit, agency_id, record, "joined", baseline=baseline)
                 added += 1
                 continue
             if not state.present:
@@ -140,12 +144,18 @@ class SourceHistory:
         record: dict,
         event: str,
         changes: dict | None = None,
+        baseline: bool = False,
     ) -> None:
         self.events.append(
             {
                 # Built from what the event is, not from a counter, so that an
-                # incremental build numbers events exactly as a full build does.
-                "id": f"{self.source}:{commit.hash[:12]}:{event}:{agency_id}",
+                # incremental build names events exactly as a full build does.
+                # It starts with the UTC date, so that sorting by id is sorting by
+                # time with no ties, which Datasette's paging needs.
+                "id": "-".join(
+                    [compact_date(commit.date), Path(self.source).stem, commit.hash[:12],
+                     event, agency_id]
+                ),
                 "agency_id": agency_id,
                 "source_agency_id": agency_id,
                 "agency_name": record.get("name") or record.get("agency_name"),
@@ -155,8 +165,14 @@ class SourceHistory:
                 "date": commit.date,
                 "commit_hash": commit.hash,
                 "changes": json.dumps(changes, sort_keys=True) if changes else None,
+                "baseline": int(baseline),
             }
         )
+
+
+def compact_date(iso_date: str) -> str:
+    """Turn 2024-01-05T09:00:00+00:00 into 20240105T090000Z."""
+    return iso_date[:19].replace("-", "").replace(":", "") + "Z"
 
 
 def record_changes(old: dict, new: dict) -> dict:

@@ -26,6 +26,7 @@ EVENT_COLUMNS = {
     "date": str,
     "commit_hash": str,
     "changes": str,
+    "baseline": int,
 }
 SNAPSHOT_COLUMNS = {
     "source": str,

@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ringtracker.agencies import AGENCY_COLUMNS
+from ringtracker.history import compact_date
 from ringtracker.store import (
     AGENCIES_MAP_SQL,
     EVENT_COLUMNS,
@@ -163,7 +164,8 @@ def event_rows() -> list[dict]:
     def add(agency_id, name, state, source, event, date, commit_hash, changes=None):
         rows.append({
             # Shaped like ingest's event ids: source, commit, event, agency.
-            "id": f"{source}:{commit_hash[:12]}:{event}:{agency_id}",
+            "id": "-".join([compact_date(date), Path(source).stem, commit_hash[:12], event,
+                            agency_id]),
             "agency_id": agency_id,
             "source_agency_id": agency_id,
             "agency_name": name,
@@ -173,6 +175,7 @@ def event_rows() -> list[dict]:
             "date": date,
             "commit_hash": commit_hash,
             "changes": json.dumps(changes) if changes else None,
+            "baseline": 0,
         })
 
     for row in agency_rows():

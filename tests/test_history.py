@@ -85,6 +85,13 @@ def test_events_exact(map_history, tmp_path):
         ("rejoined", "b", h[4], "2024-01-05T09:00:00+00:00", None),
         ("left", "c", h[5], "2024-01-05T15:00:00+00:00", None),
     ]
+    baseline = [(row["event"], row["agency_id"]) for row in table(db_path, "events", "id")
+                if row["baseline"]]
+    assert baseline == [("joined", "a")]
+    ids = [row["id"] for row in table(db_path, "events", "id")]
+    assert ids[0] == f"20240101T100000Z-agencies-{h[0][:12]}-joined-a"
+    dates = [row["date"] for row in table(db_path, "events", "id")]
+    assert dates == sorted(dates)
     names = {row["agency_id"]: row["agency_name"] for row in table(db_path, "events", "id")}
     assert names == {"a": "Alder Police Department", "b": "Birch Police Department",
                      "c": "Cedar Police Department"}
