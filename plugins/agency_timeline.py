@@ -1,10 +1,12 @@
 """Supply the agency row page (templates/row-ring-agencies.html) with its timeline.
 
-The timeline lists the agency's events newest first, and every version of
-the agency that git-history recorded in each data file it comes from. Each
-entry links to its commit when the `ring-site` plugin configuration sets
-`repository_url` (an http or https URL such as a GitHub repository);
-otherwise the page shows the short hash alone.
+`answer` states at the top of the page whether and how the agency is a Ring
+partner: since when it is on Ring's map (or when it left), and which page
+reported it. The timeline lists the agency's events newest first, and every
+version of the agency that git-history recorded in each data file it comes
+from. Each entry links to its commit when the `ring-site` plugin
+configuration sets `repository_url` (an http or https URL such as a GitHub
+repository); otherwise the page shows the short hash alone.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ log = logging.getLogger(__name__)
 
 DATABASE = "ring"
 SHORT_HASH_LENGTH = 8
+MAP_SOURCE = "data/agencies.json"
+REPORTED_SOURCE = "data/reported-partnerships.csv"
 # git-history namespace (and so table name) for each data file. Table names
 # cannot be bound parameters, so only these fixed names reach the SQL.
 NAMESPACES = {
-    "data/agencies.json": "ring_map",
-    "data/reported-partnerships.csv": "reported",
+    MAP_SOURCE: "ring_map",
+    REPORTED_SOURCE: "reported",
 }
 VERSION_META_COLUMNS = {
     "_id", "_item", "_version", "_commit", "_item_full_hash",
@@ -32,7 +36,7 @@ VERSION_META_COLUMNS = {
 }
 
 EVENTS_SQL = """
-select id, event, date, source, commit_hash, changes, agency_name, state
+select id, event, date, source, commit_hash, changes, agency_name, state, baseline
 from events
 where agency_id = :agency_id
 order by date desc, id desc
@@ -41,6 +45,12 @@ order by date desc, id desc
 SOURCE_IDS_SQL = """
 select distinct source, source_agency_id from events where agency_id = :agency_id
 """
+
+AGENCY_SQL = "select * from agencies where id = :agency_id"
+
+# The map's own Active Date. agencies.joined falls back to a reported join
+# date when the map gives none, so it does not show which source gave the date.
+MAP_ACTIVE_DATE_SQL = "select active_date from ring_map where id = :source_id"
 
 
 def commit_url(repository_url: str | None, commit_hash: str | None) -> str | None:
@@ -123,6 +133,66 @@ async def agency_versions(db, agency_id: str, repository_url: str | None) -> lis
     return versions
 
 
+def web_link(url: str | None) -> dict | None:
+    """Return the URL and its host name as link text, with url None unless it is http(s)."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # An unclosed "[" in the host part; such a value is not a usable link.
+        return {"url": None, "text": url}
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return {"url": None, "text": url}
+    return {"url": url, "text": parts.hostname.removeprefix("www.")}
+
+
+async def map_active_date(db, agency_id: str) -> str | None:
+    if "ring_map" not in await db.table_names():
+        return None
+    pairs = dict(await source_ids(db, agency_id))
+    results = await db.execute(
+        MAP_ACTIVE_DATE_SQL, {"source_id": pairs.get(MAP_SOURCE, agency_id)}
+    )
+    return results.rows[0]["active_date"] if results.rows else None
+
+
+def partnership_answer(agency: dict, active_date: str | None) -> dict:
+    """Return what the page states first: the map listing and the cited report, where present.
+
+    Dates are cut to the day, because first_seen and ended_on are commit times.
+    """
+    sources = agency.get("source") or ""
+    on_map = MAP_SOURCE in sources
+    answer = {"map": None, "report": None}
+    if on_map:
+        ended = agency.get("status") == "ended" and agency.get("ended_on")
+        answer["map"] = {
+            "first_seen": (agency.get("first_seen") or "")[:10],
+            "active_date": active_date,
+            "ended_on": agency["ended_on"][:10] if ended else None,
+        }
+    if REPORTED_SOURCE in sources:
+        withdrawn = agency.get("status") == "withdrawn" and agency.get("ended_on")
+        answer["report"] = {
+            "reported_on": agency.get("reported_on"),
+            "link": web_link(agency.get("reported_source_url") or agency.get("source_url")),
+            # A map row's joined is the map's Active Date, not the report's date.
+            "joined": None if on_map else agency.get("joined"),
+            "also_on_map": on_map,
+            "withdrawn_on": agency["ended_on"][:10] if withdrawn else None,
+        }
+    return answer
+
+
+async def agency_answer(db, agency_id: str) -> dict | None:
+    results = await db.execute(AGENCY_SQL, {"agency_id": agency_id})
+    if not results.rows:
+        return None
+    return partnership_answer(dict(results.rows[0]), await map_active_date(db, agency_id))
+
+
 @hookimpl
 def extra_template_vars(view_name, table, database, request, datasette):
     if view_name != "row" or database != DATABASE or table != "agencies" or request is None:
@@ -135,6 +205,7 @@ def extra_template_vars(view_name, table, database, request, datasette):
         repository_url = config.get("repository_url") or None
         db = datasette.get_database(DATABASE)
         return {
+            "answer": await agency_answer(db, agency_id),
             "timeline": {
                 "events": await agency_events(db, agency_id, repository_url),
                 "versions": await agency_versions(db, agency_id, repository_url),

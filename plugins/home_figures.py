@@ -60,7 +60,7 @@ limit :limit
 
 LATEST_UPDATES_SQL = """
 select events.agency_id, events.agency_name, events.state, events.event, events.date,
-  events.source, events.changes, agencies.listed_as
+  events.source, events.baseline, events.changes, agencies.listed_as
 from events left join agencies on agencies.id = events.agency_id
 order by events.date desc, events.id desc
 limit :limit

@@ -8,13 +8,19 @@ query form with blank parameters and each query returns no rows for them.
 
 Rules, by parameter name:
   state        two-letter USPS code, letters only
-  start, end,  a date as YYYY-MM-DD
-  since
+  start, end   a date as YYYY-MM-DD, a month as YYYY-MM or a year as YYYY,
+               the precisions a join date can have
+  since        a date as YYYY-MM-DD
   lat          decimal degrees, -90 to 90
   lon          decimal degrees, -180 to 180
   km           a positive number of kilometres, at most MAX_RADIUS_KM
   agency_type  police, sheriff, fire or other
   q, county    at most MAX_TEXT_LENGTH characters
+
+Some queries need a group of parameters together (REQUIRED_TOGETHER): a
+request that gives one of them needs the others too, because the query
+returns no rows when any is blank. A request that gives none of them still
+shows the form.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ MAX_TEXT_LENGTH = 200
 AGENCY_TYPES = ("police", "sheriff", "fire", "other")
 STATE_PATTERN = re.compile(r"^[A-Za-z]{2}$")
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MONTH_PATTERN = re.compile(r"^\d{4}-(?P<month>\d{2})$")
+YEAR_PATTERN = re.compile(r"^\d{4}$")
+REQUIRED_TOGETHER = {
+    "agencies_near": ("lat", "lon", "km"),
+    "joined_between": ("start", "end"),
+}
 QUERY_PATH = re.compile(r"^/" + DATABASE + r"/(?P<query>[A-Za-z0-9_]+)(?:\.(?P<format>\w+))?$")
 
 
@@ -53,6 +65,21 @@ def check_date(name: str, value: str) -> str | None:
         except ValueError:
             pass
     return f"{name}={value!r} is not a valid date; use YYYY-MM-DD, for example 2020-01-31"
+
+
+def check_partial_date(name: str, value: str) -> str | None:
+    """Check a date that may be given to the day, the month or the year."""
+    if YEAR_PATTERN.match(value):
+        return None
+    month = MONTH_PATTERN.match(value)
+    if month and 1 <= int(month.group("month")) <= 12:
+        return None
+    if month is None and check_date(name, value) is None:
+        return None
+    return (
+        f"{name}={value!r} is not a valid date; use YYYY-MM-DD, YYYY-MM or YYYY, "
+        "for example 2020-01-31, 2020-01 or 2020"
+    )
 
 
 def check_number(name: str, value: str, low: float, high: float,
@@ -86,7 +113,9 @@ def parameter_error(name: str, value: str) -> str | None:
         return None
     if name == "state":
         return check_state(value)
-    if name in ("start", "end", "since"):
+    if name in ("start", "end"):
+        return check_partial_date(name, value)
+    if name == "since":
         return check_date(name, value)
     if name == "lat":
         return check_number(name, value, -90, 90)
@@ -101,12 +130,33 @@ def parameter_error(name: str, value: str) -> str | None:
     return None
 
 
-def query_errors(query_string: str) -> list[str]:
+def missing_parameters_error(query: str, values: dict[str, str]) -> str | None:
+    """Return an error when a request gives some, but not all, of a query's required group."""
+    group = REQUIRED_TOGETHER.get(query)
+    if group is None:
+        return None
+    missing = [name for name in group if not values.get(name, "").strip()]
+    if not missing or len(missing) == len(group):
+        return None
+    verb = "is" if len(missing) == 1 else "are"
+    return (
+        f"{query} needs {', '.join(group[:-1])} and {group[-1]} together, "
+        f"but {' and '.join(missing)} {verb} missing. Give a value for each, "
+        "or none of them to see the empty form"
+    )
+
+
+def query_errors(query: str, query_string: str) -> list[str]:
     errors = []
+    values = {}
     for name, value in parse_qsl(query_string, keep_blank_values=True):
+        values.setdefault(name, value)
         error = parameter_error(name, value)
         if error:
             errors.append(error)
+    missing = missing_parameters_error(query, values)
+    if missing:
+        errors.append(missing)
     return errors
 
 
@@ -136,7 +186,10 @@ def asgi_wrapper(datasette):
             queries = datasette.metadata("queries", database=DATABASE) or {}
             if not match or match.group("query") not in queries:
                 return await app(scope, receive, send)
-            errors = query_errors(scope.get("query_string", b"").decode("utf-8", "replace"))
+            errors = query_errors(
+                match.group("query"),
+                scope.get("query_string", b"").decode("utf-8", "replace"),
+            )
             if not errors:
                 return await app(scope, receive, send)
             log.info("Rejected %s: %s", scope["path"], "; ".join(errors))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.site_db import build_site_db
+from tests.site_db import REPORTED_SOURCE, build_site_db
 
 ROOT = Path(__file__).resolve().parent.parent
 # CI runners without Debian's chromium point this at their Chrome (e.g. /usr/bin/google-chrome).
@@ -54,9 +55,35 @@ def wait_for_server(url: str, process: subprocess.Popen, timeout: float = 30.0) 
     raise TimeoutError(f"datasette did not answer at {url} within {timeout} s")
 
 
+# An invented reported row whose source URL and evidence have long unbroken
+# strings, the values that widen a narrow page when they do not wrap.
+LONG_URL_ID = "long-lake-police-department-mn"
+LONG_URL = ("https://news.example.org/2019/12/06/long-lake-police-department-joins-"
+            "neighbors-app-by-ring-to-gather-doorbell-camera-footage-from-residents"
+            "?utm_source=feed&utm_medium=rss&utm_campaign=ring-neighbors-portal-partnership")
+
+
+def add_long_url_agency(db_path: Path) -> None:
+    row = {
+        "id": LONG_URL_ID, "name": "Long Lake Police Department", "agency_type": "police",
+        "listed_as": "agency", "city": "Long Lake", "state": "MN", "reported_on": "2019-12-06",
+        "evidence": "The department's page names " + "Neighbors-app-portal-" * 6 + "partner.",
+        "source": REPORTED_SOURCE, "source_url": LONG_URL, "reported_source_url": LONG_URL,
+        "status": "reported", "first_seen": "2019-12-20T12:00:00+00:00",
+        "last_seen": "2019-12-20T12:00:00+00:00", "times_rejoined": 0,
+        "commit_hash": "e5" * 20,
+    }
+    with sqlite3.connect(db_path) as conn:
+        columns = ", ".join(row)
+        placeholders = ", ".join(f":{name}" for name in row)
+        conn.execute(f"insert into agencies ({columns}) values ({placeholders})", row)
+        conn.execute("insert into agencies_fts (agencies_fts) values ('rebuild')")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     db_path = build_site_db(tmp_path_factory.mktemp("browser") / "ring.db")
+    add_long_url_agency(db_path)
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "datasette"), "serve",
@@ -254,3 +281,73 @@ def test_no_request_leaves_localhost_except_tiles(server, probe):
     hosts = {urlsplit(url).hostname for url in item.blocked}
     assert all(host.endswith("tile.openstreetmap.org") for host in hosts), hosts
 
+
+
+MOBILE_PAGES = [
+    "/", "/about", "/state/OR", "/state/TX", "/state/MN", "/search?q=Old+Mill,+AL",
+    "/search?q=Atlantis", f"/ring/agencies/{LONG_URL_ID}",
+    "/ring/agencies/pine-ridge-police-department-wa",
+    "/ring/agencies/11111111-1111-4111-8111-111111111111",
+    "/ring/agencies/44444444-4444-4444-8444-444444444444",
+]
+
+
+def page_width(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+@pytest.mark.parametrize("path", MOBILE_PAGES)
+def test_mobile_page_fits_width(server, probe, path):
+    item = probe(WIDTHS["mobile"])
+    item.page.goto(server + path)
+    item.page.wait_for_load_state("networkidle")
+    assert page_width(item.page) <= WIDTHS["mobile"]
+    fields = item.page.locator("#all-fields")
+    if fields.count():
+        # The raw row, stacked into one card on narrow screens, must fit too.
+        fields.locator("summary").click()
+        assert fields.evaluate("details => details.open")
+        assert page_width(item.page) <= WIDTHS["mobile"]
+    assert item.errors == []
+
+
+@pytest.mark.parametrize("label", sorted(WIDTHS))
+def test_agency_page_answer_and_fields(server, probe, label):
+    item = probe(WIDTHS[label])
+    item.page.goto(server + f"/ring/agencies/{LONG_URL_ID}")
+    item.page.wait_for_load_state("networkidle")
+    answer = item.page.locator("#answer")
+    assert "Reported as a Ring partner on 2019-12-06 by news.example.org" in answer.inner_text()
+    table = item.page.locator("#all-fields table")
+    assert not table.is_visible()
+    answer_box = answer.bounding_box()
+    item.page.locator("#all-fields summary").click()
+    assert table.is_visible()
+    assert answer_box["y"] < table.bounding_box()["y"]
+    screenshot(item.page, f"agency-{label}")
+    if label == "desktop":
+        # Wider than the page, the table scrolls inside its wrapper instead.
+        wrapper = item.page.locator("#all-fields .table-wrapper")
+        assert wrapper.evaluate("el => el.scrollWidth > el.clientWidth")
+        assert wrapper.evaluate("el => getComputedStyle(el).overflowX") == "auto"
+    assert page_width(item.page) <= WIDTHS[label]
+    assert item.errors == []
+
+
+def test_state_page_mobile_cards_labelled(server, probe):
+    item = probe(WIDTHS["mobile"])
+    item.page.goto(server + "/state/OR")
+    item.page.wait_for_load_state("networkidle")
+    cell = item.page.locator('table.ring-cards td[data-label="Joined"]').first
+    label = cell.evaluate("td => getComputedStyle(td, '::before').content")
+    assert label == '"Joined"'
+    assert page_width(item.page) <= WIDTHS["mobile"]
+
+
+def test_menu_reaches_search(server, probe):
+    item = probe()
+    item.page.goto(server + "/ring/agencies")
+    item.page.locator("details.nav-menu summary").click()
+    item.page.locator("details.nav-menu").get_by_role("link", name="Search").click()
+    item.page.wait_for_url("**/search")
+    assert item.page.locator("h1").inner_text() == "Is my local agency a partner?"

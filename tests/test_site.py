@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from urllib.parse import urlsplit
 import html
+import json
+import re
+import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 import yaml
 from datasette.app import Datasette
 
-from tests.site_db import XSS_NAME, build_site_db
+from tests.site_db import REPORTED_SOURCE, XSS_NAME, build_site_db
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS_ID = "44444444-4444-4444-8444-444444444444"
@@ -45,6 +47,58 @@ async def ds(db_path):
     )
     await datasette.invoke_startup()
     return datasette
+
+
+# Invented rows for cases the shared test database lacks. Nevada has one agency,
+# with no join date and a source that is not a web URL. Pennsylvania has one,
+# named after a state, with a year-only join date and withdrawn from the data.
+EXTRA_AGENCIES = [
+    {"id": "sagebrush-flats-police-department-nv", "name": "Sagebrush Flats Police Department",
+     "agency_type": "police", "listed_as": "agency", "city": "Sagebrush Flats", "state": "NV",
+     "reported_on": "2020-02-02", "source": REPORTED_SOURCE,
+     "source_url": "javascript:window.__xss=1", "reported_source_url": "javascript:window.__xss=1",
+     "status": "reported", "first_seen": "2020-03-01T00:00:00+00:00",
+     "last_seen": "2020-03-01T00:00:00+00:00", "times_rejoined": 0},
+    {"id": "fort-washington-police-department-pa", "name": "Fort Washington Police Department",
+     "agency_type": "police", "listed_as": "agency", "city": "Fort Washington", "state": "PA",
+     "joined": "2019", "reported_on": "2019-09-09", "source": REPORTED_SOURCE,
+     "source_url": "https://news.example.org/fort-washington",
+     "reported_source_url": "https://news.example.org/fort-washington",
+     "status": "withdrawn", "first_seen": "2019-12-20T12:00:00+00:00",
+     "last_seen": "2019-12-20T12:00:00+00:00", "ended_on": "2020-06-01T00:00:00+00:00",
+     "times_rejoined": 0},
+]
+
+
+@pytest.fixture(scope="module")
+def extra_db_path(db_path, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("site-extra") / "ring.db"
+    shutil.copy(db_path, path)
+    with sqlite3.connect(path) as conn:
+        for row in EXTRA_AGENCIES:
+            columns = ", ".join(row)
+            placeholders = ", ".join(f":{name}" for name in row)
+            conn.execute(f"insert into agencies ({columns}) values ({placeholders})", row)
+        conn.execute("insert into agencies_fts (agencies_fts) values ('rebuild')")
+    return path
+
+
+@pytest_asyncio.fixture
+async def extra_ds(extra_db_path):
+    datasette = Datasette(
+        [],
+        immutables=[str(extra_db_path)],
+        metadata=load_metadata(),
+        template_dir=str(ROOT / "templates"),
+        plugins_dir=str(ROOT / "plugins"),
+        settings=SETTINGS,
+    )
+    await datasette.invoke_startup()
+    return datasette
+
+
+def collapse_spaces(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
 
 
 def query_one(db_path: Path, sql: str, params=()) -> object:
@@ -212,7 +266,8 @@ async def test_row_page_timeline_newest_first(ds):
     assert response.status_code == 200
     page = response.text
     timeline = page.split('id="timeline"')[1].split('id="versions"')[0]
-    order = [timeline.index(word) for word in (">rejoined<", ">left<", ">joined<")]
+    labels = (">rejoined Ring's map<", ">left Ring's map<", ">joined Ring's map<")
+    order = [timeline.index(label) for label in labels]
     assert order == sorted(order)
     assert "<code title=\"" + "c3" * 20 + "\">c3c3c3c3</code>" in timeline
 
@@ -307,6 +362,39 @@ async def test_canned_queries_blank_params_show_form(ds):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/ring/agencies_near?lat=&lon=&km=",
+                                  "/ring/joined_between?start=&end="])
+async def test_canned_query_submitted_empty_form(ds, path):
+    response = await ds.client.get(path)
+    assert response.status_code == 200
+
+
+JOINED_BETWEEN_CASES = [
+    # Join dates in the test data: Old Mill 2019-03-03, Riverbend 2019-05-14,
+    # Cedar Hollow 2019-08-01, Pine Ridge 2019-10, Harbor Point 2019-11-05.
+    ("2019-10", "2019-10", {"Pine Ridge Police Department"}),
+    ("2019-10-15", "2019-10-20", {"Pine Ridge Police Department"}),
+    ("2019-06", "2019-11-05", {"Cedar Hollow County Sheriff's Office",
+                               "Pine Ridge Police Department",
+                               "Harbor Point Police Department"}),
+    ("2019-11", "2019-11", {"Harbor Point Police Department"}),
+    ("2019", "2019", {"Old Mill Police Department", "Riverbend Police Department",
+                      "Cedar Hollow County Sheriff's Office", "Pine Ridge Police Department",
+                      "Harbor Point Police Department"}),
+    ("2019-09", "2019-10-31", {"Pine Ridge Police Department"}),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("start, end, expected", JOINED_BETWEEN_CASES)
+async def test_joined_between_partial_dates(ds, start, end, expected):
+    response = await ds.client.get(
+        f"/ring/joined_between.json?start={start}&end={end}&_shape=array")
+    assert response.status_code == 200, response.text
+    assert {row["name"] for row in response.json()} == expected
+
+
+@pytest.mark.asyncio
 async def test_snapshot_and_coverage_queries(ds):
     snapshots = (await ds.client.get("/ring/snapshot_counts.json?_shape=array")).json()
     assert [row["agency_count"] for row in snapshots] == [2, 6, 5, 5, 6]
@@ -325,6 +413,13 @@ BAD_PARAMETERS = [
     ("agencies_near", "lat=44&lon=abc&km=5", "lon='abc'"),
     ("agencies_in_state", "state=Oregon", "state='Oregon'"),
     ("agencies_by_type_in_state", "agency_type=army&state=OR", "agency_type='army'"),
+    ("joined_between", "start=2020-13&end=2020", "start='2020-13'"),
+    ("joined_between", "start=20&end=2020", "start='20'"),
+    ("joined_between", "start=2019", "but end is missing"),
+    ("agencies_near", "lat=44&lon=-123", "but km is missing"),
+    ("agencies_near", "lat=44", "but lon and km are missing"),
+    ("agencies_near", "lat=44&lon=&km=5", "but lon is missing"),
+    ("agencies_near", "km=5", "needs lat, lon and km together"),
 ]
 
 
@@ -382,14 +477,14 @@ async def test_state_page_counts(ds):
     response = await ds.client.get("/state/OR")
     assert response.status_code == 200
     page = response.text
-    assert "<h1>Ring partnerships in OR</h1>" in page
+    assert "<h1>Ring partnerships in Oregon (OR)</h1>" in page
     assert "<strong>3</strong> on Ring's map" in page
     assert "<strong>1</strong> known from public reporting" in page
     assert "/-/ring/charts/monthly-joins.svg?state=OR" in page
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("path", ["/state/ZZ", "/state/or", "/state/ORE"])
+@pytest.mark.parametrize("path", ["/state/ZZ", "/state/ORE", "/state/Atlantis", "/state/zz"])
 async def test_unknown_state_404(ds, path):
     response = await ds.client.get(path)
     assert response.status_code == 404
@@ -559,3 +654,241 @@ async def test_row_page_never_links_javascript(ds):
     sources = page.split('id="sources"')[1].split('id="timeline"')[0]
     assert "javascript:window.__xss=1" in sources
     assert 'href="javascript:' not in page
+
+
+# Search by place and state
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("text", ["Old Mill, AL", "Old Mill AL", "Old Mill, Alabama",
+                                  "Dale County, AL", "old mill alabama", "  Old  Mill ,, al ",
+                                  "OLD MILL ALABAMA", "Old Mi, AL"])
+async def test_search_place_and_state(ds, text):
+    response = await ds.client.get("/search", params={"q": text})
+    assert response.status_code == 200
+    results = response.text.split('id="search-results"')[1].split("</ul>")[0]
+    assert "Old Mill Police Department" in results
+    assert "Not found in this data" not in response.text
+    assert 'href="/state/AL"' in response.text
+
+
+@pytest.mark.asyncio
+async def test_search_state_filters_results(ds):
+    page = (await ds.client.get("/search", params={"q": "Lake County, Oregon"})).text
+    results = page.split('id="search-results"')[1].split("</ul>")[0]
+    for name in ("Riverbend Police Department", "Harbor Point Police Department",
+                 "Stillwater Crossing"):
+        assert name in results
+    assert "Cedar Hollow" not in results
+    other_state = await ds.client.get("/search", params={"q": "Riverbend, WA"})
+    assert other_state.status_code == 200
+    assert "Not found in this data" in other_state.text
+    assert "Riverbend Police Department" not in other_state.text
+    assert "in Washington" in other_state.text
+
+
+@pytest.mark.asyncio
+async def test_search_state_alone_lists_state(ds):
+    page = (await ds.client.get("/search", params={"q": "Washington"})).text
+    results = page.split('id="search-results"')[1].split("</ul>")[0]
+    assert "Maple Falls Fire Department" in results
+    assert "Pine Ridge Police Department" in results
+    assert "Riverbend" not in results
+
+
+@pytest.mark.asyncio
+async def test_search_name_ending_in_state(extra_ds):
+    # "Washington" is a state name, but no agency in Washington is called
+    # "Fort", so the whole text is searched as a phrase once more.
+    page = (await extra_ds.client.get("/search", params={"q": "Fort Washington"})).text
+    assert "Fort Washington Police Department" in page
+    assert "Not found in this data" not in page
+    assert "read as" not in page
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("text", ["Atlantis, AL", "Old Mill' or 1=1 --, AL",
+                                  'Old Mill" OR state:AL, AL', "Old Mill, ZZ"])
+async def test_search_place_not_found(ds, text):
+    response = await ds.client.get("/search", params={"q": text})
+    assert response.status_code == 200
+    assert "Not found in this data" in response.text
+    assert 'id="search-results"' not in response.text
+
+
+# Navigation menu on Datasette's pages
+
+MENU = [("/", "Home"), ("/ring/agencies", "Agencies"), ("/ring/agencies_map", "Map"),
+        ("/ring/events", "Events"), ("/search", "Search"), ("/about", "About")]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/ring", "/ring/agencies", "/ring/events",
+                                  "/ring/agencies/11111111-1111-4111-8111-111111111111",
+                                  "/ring/agencies_near", "/ring?sql=select+1"])
+async def test_menu_links_on_datasette_pages(ds, path):
+    response = await ds.client.get(path)
+    assert response.status_code == 200
+    menu = response.text.split('class="nav-menu-inner"')[1].split("</ul>")[0]
+    links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', menu)
+    assert links == MENU
+
+
+# Agency page: the answer at the top
+
+
+def answer_text(page: str) -> str:
+    return collapse_spaces(page.split('id="answer"')[1].split("</div>")[0])
+
+
+@pytest.mark.asyncio
+async def test_agency_answer_reported_row(ds):
+    page = (await ds.client.get("/ring/agencies/pine-ridge-police-department-wa")).text
+    answer = answer_text(page)
+    assert ("<strong>Reported as a Ring partner on 2019-10-22</strong> by "
+            '<a href="https://news.example.org/pine-ridge-neighbors" rel="noopener noreferrer">'
+            "news.example.org</a>; join date: 2019-10.") in answer
+
+
+@pytest.mark.asyncio
+async def test_agency_answer_without_join_date(ds):
+    page = (await ds.client.get("/ring/agencies/stillwater-crossing-or")).text
+    assert "; join date: not given by the source." in answer_text(page)
+
+
+@pytest.mark.asyncio
+async def test_agency_answer_map_row(ds):
+    page = (await ds.client.get("/ring/agencies/11111111-1111-4111-8111-111111111111")).text
+    answer = answer_text(page)
+    assert ("<strong>On Ring's Active Agency Map since 2020-03-02</strong> "
+            "(the map gives Active Date 2019-05-14).") in answer
+    assert "Reported" not in answer
+
+
+@pytest.mark.asyncio
+async def test_agency_answer_ended_map_row(ds):
+    page = (await ds.client.get("/ring/agencies/66666666-6666-4666-8666-666666666666")).text
+    answer = answer_text(page)
+    assert "<strong>Left Ring's map on 2021-01-10</strong>" in answer
+    assert "Active Agency Map since" not in answer
+
+
+@pytest.mark.asyncio
+async def test_agency_answer_source_not_web_url(extra_ds):
+    page = (await extra_ds.client.get(
+        "/ring/agencies/sagebrush-flats-police-department-nv")).text
+    answer = answer_text(page)
+    assert "by javascript:window.__xss=1; join date: not given by the source." in answer
+    assert 'href="javascript:' not in page
+
+
+@pytest.mark.asyncio
+async def test_agency_answer_withdrawn_row(extra_ds):
+    page = (await extra_ds.client.get(
+        "/ring/agencies/fort-washington-police-department-pa")).text
+    answer = answer_text(page)
+    assert "join date: 2019." in answer
+    assert "withdrawn from this data on 2020-06-01" in answer
+
+
+@pytest.mark.asyncio
+async def test_agency_page_collapses_raw_row(ds):
+    page = (await ds.client.get("/ring/agencies/11111111-1111-4111-8111-111111111111")).text
+    answer = page.index('id="answer"')
+    details = page.index('<details class="ring-all-fields" id="all-fields">')
+    table = page.index('<table class="rows-and-columns">')
+    assert answer < details < table
+    assert "<summary>All fields</summary>" in page
+    assert page.index("</details>", details) > table
+
+
+# State pages
+
+
+@pytest.mark.asyncio
+async def test_state_page_full_name(ds):
+    page = (await ds.client.get("/state/AL")).text
+    assert "<h1>Ring partnerships in Alabama (AL)</h1>" in page
+    assert "<title>Ring partnerships in Alabama (AL): Ring Partnership Tracker</title>" in page
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path, location", [("/state/al", "/state/AL"),
+                                            ("/state/Alabama", "/state/AL"),
+                                            ("/state/alabama", "/state/AL"),
+                                            ("/state/ALABAMA", "/state/AL"),
+                                            ("/state/Or", "/state/OR"),
+                                            ("/state/new~20york", "/state/NY"),
+                                            ("/state/District~20of~20Columbia", "/state/DC")])
+async def test_state_page_redirects(ds, path, location):
+    response = await ds.client.get(path)
+    assert response.status_code == 302
+    assert response.headers["location"] == location
+
+
+@pytest.mark.asyncio
+async def test_state_name_with_space_redirects(ds):
+    # Datasette first redirects a path with %20 to its ~20 form.
+    response = await ds.client.get("/state/New%20York")
+    assert response.status_code == 302
+    response = await ds.client.get(response.headers["location"])
+    assert response.status_code == 302
+    assert response.headers["location"] == "/state/NY"
+
+
+@pytest.mark.asyncio
+async def test_state_without_join_dates(extra_ds):
+    response = await extra_ds.client.get("/state/NV")
+    assert response.status_code == 200
+    page = response.text
+    assert "<h1>Ring partnerships in Nevada (NV)</h1>" in page
+    assert 'id="no-join-months"' in page
+    assert "gives a join date, so there is no chart" in collapse_spaces(page)
+    assert "monthly-joins.svg" not in page
+
+
+@pytest.mark.asyncio
+async def test_state_with_year_only_dates(extra_ds):
+    page = collapse_spaces((await extra_ds.client.get("/state/PA")).text)
+    assert "only as a year, so there is no monthly chart" in page
+    assert "monthly-joins.svg" not in page
+
+
+@pytest.mark.asyncio
+async def test_state_table_cells_labelled(ds):
+    page = (await ds.client.get("/state/OR")).text
+    table = page.split('<table class="rows-and-columns ring-cards">')[1].split("</table>")[0]
+    body = table.split("<tbody>")[1]
+    rows = body.count("<tr>")
+    assert rows == 4
+    for label in ("Name", "Type", "City", "County", "Joined", "Status"):
+        assert body.count(f'<td data-label="{label}">') == rows, label
+
+
+@pytest.mark.asyncio
+async def test_state_timeline_names_source(ds):
+    page = collapse_spaces((await ds.client.get("/state/WA")).text)
+    timeline = page.split("<h2>Timeline</h2>")[1].split("<h2>")[0]
+    assert "Pine Ridge Police Department</a> added to this data" in timeline
+    assert "Maple Falls Fire Department</a> joined Ring's map" in timeline
+
+
+@pytest.mark.asyncio
+async def test_baseline_join_not_called_join(tmp_path):
+    # The first map snapshot lists agencies that joined at an unknown,
+    # earlier date; the timeline must not date their join.
+    path = build_site_db(tmp_path / "ring.db")
+    agency_id = "55555555-5555-4555-8555-555555555555"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "update events set baseline = 1 where agency_id = ? and event = 'joined'", [agency_id]
+        )
+    datasette = Datasette(
+        [], immutables=[str(path)], metadata=load_metadata(),
+        template_dir=str(ROOT / "templates"), plugins_dir=str(ROOT / "plugins"),
+        settings=SETTINGS,
+    )
+    page = (await datasette.client.get(f"/ring/agencies/{agency_id}")).text
+    timeline = page.split('id="timeline"')[1].split('id="versions"')[0]
+    assert ">on Ring's map when tracking began<" in timeline
+    assert ">joined Ring's map<" not in timeline

@@ -84,10 +84,11 @@ def add_payloads(path: Path) -> None:
     db["events"].insert_all([
         {"id": "xss:joined:xss-img-police-oh", "agency_id": "xss-img-police-oh", "source_agency_id": "xss-img-police-oh",
          "agency_name": IMG_NAME, "state": "OH", "source": MAP_SOURCE, "event": "joined", "date": DATE_2,
-         "commit_hash": COMMIT_1, "changes": None},
+         "commit_hash": COMMIT_1, "changes": None, "baseline": 0},
         {"id": "xss:left:xss-quote-fire-tx", "agency_id": "xss-quote-fire-tx", "source_agency_id": "xss-quote-fire-tx",
          "agency_name": QUOTE_NAME, "state": "TX", "source": MAP_SOURCE, "event": "left", "date": DATE_2,
-         "commit_hash": COMMIT_1, "changes": '{"name": ["<script>window.__xss=1</script>", "x"]}'},
+         "commit_hash": COMMIT_1, "changes": '{"name": ["<script>window.__xss=1</script>", "x"]}',
+         "baseline": 0},
     ])
     db.close()
 
