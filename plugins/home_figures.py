@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import weakref
 
 from datasette import hookimpl
 
@@ -99,6 +100,24 @@ async def canned_rows(datasette, db, query_name: str) -> list[dict]:
     return await rows(db, query["sql"], {})
 
 
+# Figures by Datasette instance and UTC month. An immutable database cannot
+# change while it is served, so its figures are computed once a month, not on
+# every request; a mutable one is queried every time.
+FIGURES_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def cached_home_figures(datasette) -> dict:
+    db = datasette.get_database(DATABASE)
+    if db.is_mutable:
+        return await home_figures(datasette)
+    month = month_start(dt.datetime.now(dt.timezone.utc))
+    cached = FIGURES_CACHE.get(datasette)
+    if cached is None or cached[0] != month:
+        cached = (month, await home_figures(datasette))
+        FIGURES_CACHE[datasette] = cached
+    return cached[1]
+
+
 async def home_figures(datasette) -> dict:
     db = datasette.get_database(DATABASE)
     now = dt.datetime.now(dt.timezone.utc)
@@ -125,6 +144,6 @@ def extra_template_vars(template, datasette):
         return {}
 
     async def inner():
-        return {"ring": await home_figures(datasette)}
+        return {"ring": await cached_home_figures(datasette)}
 
     return inner

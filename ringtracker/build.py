@@ -68,14 +68,15 @@ def build(repo: Path, db_path: Path, branch: str | None = None, full: bool = Fal
 
     with tempfile.TemporaryDirectory(prefix="ring-build-", dir=scratch_dir()) as scratch:
         work_path = Path(scratch) / "ring.db"
-        if db_path.exists() and not full:
+        resume = db_path.exists() and not full
+        if resume:
             shutil.copyfile(db_path, work_path)
         try:
-            build_into(repo, branch, commits, work_path)
+            build_into(repo, branch, commits, work_path, vacuum=not resume)
         except HistoryRewritten as reason:
             log.warning("%s; rebuilding from scratch", reason)
             work_path.unlink()
-            build_into(repo, branch, commits, work_path)
+            build_into(repo, branch, commits, work_path, vacuum=True)
         store.write_fingerprint(work_path, fingerprint)
         replace_atomically(work_path, db_path)
     log.info("Built %s in %.1f s", db_path, time.monotonic() - started)
@@ -121,8 +122,17 @@ def scratch_dir() -> str | None:
 
 
 def build_into(
-    repo: Path, branch: str, all_commits: dict[str, list[Commit]], work_path: Path
+    repo: Path,
+    branch: str,
+    all_commits: dict[str, list[Commit]],
+    work_path: Path,
+    vacuum: bool,
 ) -> None:
+    """Build or update the database at `work_path`; compact it when `vacuum` is set.
+
+    VACUUM rewrites the whole file, a large share of a one-commit update, and
+    a full build compacts the file anyway.
+    """
     states = {}
     messages: dict[str, str] = {}
     for source in SOURCES:
@@ -141,7 +151,8 @@ def build_into(
     store.save_geocoder(db, geocoder)
     # git-history ran in WAL mode; the published file must stand alone.
     db.execute("PRAGMA journal_mode=DELETE")
-    db.vacuum()
+    if vacuum:
+        db.vacuum()
     db.close()
     log.info("agencies: %d rows", len(rows))
 

@@ -81,7 +81,9 @@ class SourceHistory:
                 state.times_rejoined += 1
                 self._event(commit, agency_id, record, "rejoined")
                 added += 1
-            changes = record_changes(state.record, record)
+            # Nearly every record is unchanged between two days; comparing the
+            # dicts is far cheaper than building a field-by-field diff.
+            changes = record_changes(state.record, record) if state.record != record else {}
             if changes:
                 self._event(commit, agency_id, record, "changed", changes)
                 state.record = record

@@ -21,7 +21,12 @@ from tests.helpers_scrape import (  # noqa: F401 (fixtures)
     run_scrape,
 )
 
-SETTINGS = {"sql_time_limit_ms": 1000, "max_returned_rows": 1000, "facet_time_limit_ms": 200}
+SETTINGS = {
+    "sql_time_limit_ms": 1000,
+    "max_returned_rows": 1000,
+    "facet_time_limit_ms": 200,
+    "suggest_facets": False,
+}
 
 
 @pytest.fixture

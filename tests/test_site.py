@@ -21,7 +21,12 @@ from tests.site_db import REPORTED_SOURCE, XSS_NAME, build_site_db
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS_ID = "44444444-4444-4444-8444-444444444444"
-SETTINGS = {"sql_time_limit_ms": 1000, "max_returned_rows": 1000, "facet_time_limit_ms": 200}
+SETTINGS = {
+    "sql_time_limit_ms": 1000,
+    "max_returned_rows": 1000,
+    "facet_time_limit_ms": 200,
+    "suggest_facets": False,
+}
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 

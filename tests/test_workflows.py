@@ -335,7 +335,9 @@ def test_publish_uses_serve_flags():
     for option in ("--plugins-dir", "--template-dir", "-m"):
         assert option_values(publish, option) == option_values(serve, option)
     assert settings(extra_options) == settings(serve)
-    assert len(settings(serve)) == 3
+    assert [name for name, _ in settings(serve)] == [
+        "sql_time_limit_ms", "max_returned_rows", "facet_time_limit_ms", "suggest_facets"
+    ]
     assert option_values(serve, "-i") == [publish[3]]
 
 
