@@ -300,3 +300,24 @@ def test_reported_partnerships_geocode_fast_after_first_call():
     elapsed_seconds = time.perf_counter() - started
 
     assert elapsed_seconds < 0.5, f"geocoding {len(rows)} rows took {elapsed_seconds:.3f} s"
+
+
+def test_gazetteer_cache_round_trip(tmp_path, monkeypatch):
+    from ringtracker import geocode as geocode_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    geocode_module._load_gazetteer.cache_clear()
+    try:
+        built = geocode_module.geocode("Huntsville", "AL")
+        cached_files = list((tmp_path / "ring-partnership-tracker").glob("gazetteer-*.pickle"))
+        assert len(cached_files) == 1
+
+        geocode_module._load_gazetteer.cache_clear()
+        assert geocode_module.geocode("Huntsville", "AL") == built
+
+        # A corrupt cache is ignored and rebuilt, never trusted.
+        cached_files[0].write_bytes(b"not a pickle")
+        geocode_module._load_gazetteer.cache_clear()
+        assert geocode_module.geocode("Huntsville", "AL") == built
+    finally:
+        geocode_module._load_gazetteer.cache_clear()
