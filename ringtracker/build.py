@@ -163,15 +163,21 @@ def derive_source(repo: Path, source: Source, commits: list[Commit], work_path: 
     try:
         store.create_tables(db)
         history = store.load_history(db, source.path)
-        derive(repo, source, commits, history)
+        derive(repo, source, commits, history, db)
         store.save_history(db, history)
     finally:
         db.close()
     return history.agencies
 
 
-def derive(repo: Path, source: Source, commits: list[Commit], history: SourceHistory) -> None:
-    """Process the commits the saved state has not seen yet."""
+def derive(
+    repo: Path,
+    source: Source,
+    commits: list[Commit],
+    history: SourceHistory,
+    db: sqlite_utils.Database,
+) -> None:
+    """Process the commits the saved state has not seen yet, writing rows to `db` as it goes."""
     new_commits = unseen_commits(commits, history)
     log.info("%s: %d commits, %d new", source.path, len(commits), len(new_commits))
     for number, (commit, content) in enumerate(
@@ -187,6 +193,7 @@ def derive(repo: Path, source: Source, commits: list[Commit], history: SourceHis
             else:
                 history.apply(commit, records, source.has_video_requests)
         if number % PROGRESS_EVERY == 0:
+            store.append_derived_rows(db, history)
             log.info("%s: %d of %d new commits read", source.path, number, len(new_commits))
 
 

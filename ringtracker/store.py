@@ -112,12 +112,25 @@ def load_history(db: sqlite_utils.Database, source: str) -> SourceHistory:
     return history
 
 
-def save_history(db: sqlite_utils.Database, history: SourceHistory) -> None:
-    """Append the rows derived in this build and replace the source's saved state."""
+def append_derived_rows(db: sqlite_utils.Database, history: SourceHistory) -> None:
+    """Write the events, snapshots and skipped commits derived so far, and forget them.
+
+    Called every few hundred commits, so that a long history's events (over
+    400,000 in five busy years) never sit in memory all at once.
+    """
     with db.conn:
         db["events"].insert_all(history.events)
         db["snapshots"].insert_all(history.snapshots)
         db["skipped_commits"].insert_all(history.skipped)
+    history.events.clear()
+    history.snapshots.clear()
+    history.skipped.clear()
+
+
+def save_history(db: sqlite_utils.Database, history: SourceHistory) -> None:
+    """Append the rows derived in this build and replace the source's saved state."""
+    append_derived_rows(db, history)
+    with db.conn:
         db.execute(f"DELETE FROM {STATE_TABLE} WHERE source = ?", [history.source])
         db[STATE_TABLE].insert_all(
             {
@@ -142,9 +155,6 @@ def save_history(db: sqlite_utils.Database, history: SourceHistory) -> None:
             },
             pk="source",
         )
-    history.events.clear()
-    history.snapshots.clear()
-    history.skipped.clear()
 
 
 def skipped_hashes(db: sqlite_utils.Database, source: str) -> list[str]:

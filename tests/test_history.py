@@ -249,3 +249,15 @@ def test_id_change_keeps_agency(make_repo, tmp_path):
     assert sorted(rows) == sorted(["b", uuid])
     assert rows[uuid]["status"] == "active"
     assert rows[uuid]["first_seen"] == "2024-02-01T10:00:00+00:00"
+
+
+def test_batched_writes_match_single_batch(map_history, tmp_path, monkeypatch):
+    # Derived rows are written every PROGRESS_EVERY commits; writing them in
+    # batches of two must give the same database as writing them at the end.
+    repo, _ = map_history
+    single = tmp_path / "single.db"
+    build(repo.path, single)
+    monkeypatch.setattr("ringtracker.build.PROGRESS_EVERY", 2)
+    batched = tmp_path / "batched.db"
+    build(repo.path, batched)
+    assert dump(batched) == dump(single)
