@@ -245,7 +245,7 @@ def run_git_history(repo: Path, branch: str, source: Source, work_path: Path) ->
         "--convert", source.convert_expression,
         "--silent",
         # git-history commits row by row. In rollback-journal mode each commit
-        # creates and deletes a journal file, most of its system time.
+        # creates and deletes a journal file, which was most of its system time.
         "--wal",
     ]
     for commit_hash in skip:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AgencyState:
-    """Where one agency of one source stands after the versions processed so far."""
+    """The state of one agency in one source after the versions processed so far."""
 
     record: dict
     present: bool

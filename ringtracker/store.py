@@ -116,7 +116,7 @@ def append_derived_rows(db: sqlite_utils.Database, history: SourceHistory) -> No
     """Write the events, snapshots and skipped commits derived so far, and forget them.
 
     Called every few hundred commits, so that a long history's events (over
-    400,000 in five busy years) never sit in memory all at once.
+    400,000 in the five-year busy benchmark history) never sit in memory at once.
     """
     with db.conn:
         db["events"].insert_all(history.events)
