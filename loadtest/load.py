@@ -19,21 +19,25 @@ import contextlib
 import itertools
 import json
 import logging
-import shlex
-import socket
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-log = logging.getLogger("loadtest")
-
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this file has loadtest/ on sys.path, not the repository root.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.load import datasette_server as serve_with_flags  # noqa: E402
+from bench.load import serve_flags  # noqa: E402
+
+log = logging.getLogger("loadtest")
 DATABASE = "ring"
 REQUEST_TIMEOUT = 15.0
 # Counts to 10^9 in a recursive CTE: minutes of work, far beyond any time limit.
@@ -147,59 +151,13 @@ def check_local_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def serve_flags(db: Path) -> list[str]:
-    """Ask make for SERVE_FLAGS, so the server runs exactly as `make serve` runs it."""
-    # The Makefile builds SERVE_FLAGS from other variables; make expands them itself.
-    rule = "print-serve-flags:\n\t@echo $(SERVE_FLAGS)\n"
-    completed = subprocess.run(
-        ["make", "--no-print-directory", "-s", "-f", "Makefile", "-f", "-", f"DB={db}", "print-serve-flags"],
-        cwd=ROOT, input=rule, capture_output=True, text=True, check=False,
-    )
-    if completed.returncode != 0 or not completed.stdout.strip():
-        raise RuntimeError(f"Cannot read SERVE_FLAGS from the Makefile: {completed.stderr.strip() or 'empty'}")
-    return shlex.split(completed.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
-def datasette_server(db: Path, log_path: Path | None = None):
-    """Run `datasette serve` on a free port of 127.0.0.1 and yield its base URL."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "datasette"), "serve", *serve_flags(db),
-               "--host", "127.0.0.1", "--port", str(port)]
-    output = open(log_path, "w") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base, process)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if log_path:
-            output.close()
-
-
-def wait_until_up(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"datasette exited with code {process.returncode} before answering")
-        try:
-            with urllib.request.urlopen(base + "/-/versions.json", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"datasette did not answer at {base} within {timeout:.0f} s")
+def datasette_server(db: Path, log_path: Path | None = None) -> Iterator[str]:
+    """Run `datasette serve` with the flags of `make serve` on a free port of 127.0.0.1."""
+    with tempfile.TemporaryDirectory(prefix="ring-load-") as scratch:
+        log_file = log_path or Path(scratch) / "datasette.log"
+        with serve_with_flags(serve_flags(db), log_file) as base:
+            yield base
 
 
 async def discover_paths(client: httpx.AsyncClient, base: str) -> list[str]:
