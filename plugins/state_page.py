@@ -32,7 +32,8 @@ select count(*) as total,
   coalesce(sum(status = 'ended'), 0) as ended,
   coalesce(sum(listed_as = 'place'), 0) as places,
   coalesce(sum(joined is not null and joined != ''), 0) as dated,
-  coalesce(sum(length(joined) >= 7), 0) as dated_by_month
+  coalesce(sum(length(joined) >= 7), 0) as dated_by_month,
+  (select count(*) from snapshots where source = 'data/agencies.json') as map_snapshots
 from agencies where state = :state
 """
 

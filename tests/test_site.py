@@ -752,13 +752,13 @@ async def test_agency_answer_reported_row(ds):
     answer = answer_text(page)
     assert ("<strong>Reported as a Ring partner on 2019-10-22</strong> by "
             '<a href="https://news.example.org/pine-ridge-neighbors" rel="noopener noreferrer">'
-            "news.example.org</a>; join date: 2019-10.") in answer
+            "news.example.org</a>; <strong>join date: 2019-10</strong>.") in answer
 
 
 @pytest.mark.asyncio
 async def test_agency_answer_without_join_date(ds):
     page = (await ds.client.get("/ring/agencies/stillwater-crossing-or")).text
-    assert "; join date: not given by the source." in answer_text(page)
+    assert "; <strong>join date: not given by the source</strong>." in answer_text(page)
 
 
 @pytest.mark.asyncio
@@ -783,7 +783,7 @@ async def test_agency_answer_source_not_web_url(extra_ds):
     page = (await extra_ds.client.get(
         "/ring/agencies/sagebrush-flats-police-department-nv")).text
     answer = answer_text(page)
-    assert "by javascript:window.__xss=1; join date: not given by the source." in answer
+    assert "by javascript:window.__xss=1; <strong>join date: not given by the source</strong>." in answer
     assert 'href="javascript:' not in page
 
 
@@ -792,7 +792,7 @@ async def test_agency_answer_withdrawn_row(extra_ds):
     page = (await extra_ds.client.get(
         "/ring/agencies/fort-washington-police-department-pa")).text
     answer = answer_text(page)
-    assert "join date: 2019." in answer
+    assert "join date: 2019</strong>." in answer
     assert "withdrawn from this data on 2020-06-01" in answer
 
 
@@ -897,3 +897,23 @@ async def test_baseline_join_not_called_join(tmp_path):
     timeline = page.split('id="timeline"')[1].split('id="versions"')[0]
     assert ">on Ring's map when tracking began<" in timeline
     assert ">joined Ring's map<" not in timeline
+
+
+@pytest.mark.asyncio
+async def test_no_map_snapshot_no_map_figures(tmp_path):
+    # Without a snapshot of Ring's map, "0 on Ring's map" would read as a fact.
+    path = build_site_db(tmp_path / "ring.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute("delete from snapshots where source = 'data/agencies.json'")
+    datasette = Datasette(
+        [], immutables=[str(path)], metadata=load_metadata(),
+        template_dir=str(ROOT / "templates"), plugins_dir=str(ROOT / "plugins"),
+        settings=SETTINGS,
+    )
+    state_page = (await datasette.client.get("/state/OR")).text
+    assert "No snapshot of Ring's own map is in this data yet" in state_page
+    assert "</strong> on Ring's map</li>" not in state_page
+    assert "</strong> left Ring's map</li>" not in state_page
+    home = (await datasette.client.get("/")).text
+    assert "No snapshot of Ring's own map is in this data yet" in home
+    assert '<th scope="col">On Ring\'s map</th>' not in home
