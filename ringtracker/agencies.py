@@ -44,7 +44,7 @@ AGENCY_COLUMNS = {
 
 
 class CachedGeocoder:
-    """Geocode through a cache of earlier builds' answers.
+    """Geocode through a cache of earlier builds' results.
 
     Loading the gazetteers takes seconds, which would dominate an incremental
     build, so they are loaded only when a place is not in the cache.

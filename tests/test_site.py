@@ -405,7 +405,9 @@ async def test_snapshot_and_coverage_queries(ds):
     assert [row["agency_count"] for row in snapshots] == [2, 6, 5, 5, 6]
     coverage = (await ds.client.get("/ring/coverage_by_year.json?_shape=array")).json()
     published = {row["year"]: row["ring_published"] for row in coverage}
-    assert published["2018"] == 40 and published["2019"] == 703 and published["2020"] == 1189
+    assert published["2018"] == 40
+    assert published["2019"] == 703
+    assert published["2020"] == 1189
 
 
 BAD_PARAMETERS = [
