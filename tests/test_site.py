@@ -40,16 +40,21 @@ def db_path(tmp_path_factory) -> Path:
     return build_site_db(tmp_path_factory.mktemp("site") / "ring.db")
 
 
-@pytest_asyncio.fixture
-async def ds(db_path):
-    datasette = Datasette(
+def site(path: Path, metadata: dict | None = None) -> Datasette:
+    """Serve `path` as the site does: immutable, with the project's metadata, plugins and templates."""
+    return Datasette(
         [],
-        immutables=[str(db_path)],
-        metadata=load_metadata(),
+        immutables=[str(path)],
+        metadata=metadata or load_metadata(),
         template_dir=str(ROOT / "templates"),
         plugins_dir=str(ROOT / "plugins"),
         settings=SETTINGS,
     )
+
+
+@pytest_asyncio.fixture
+async def ds(db_path):
+    datasette = site(db_path)
     await datasette.invoke_startup()
     return datasette
 
@@ -90,14 +95,7 @@ def extra_db_path(db_path, tmp_path_factory) -> Path:
 
 @pytest_asyncio.fixture
 async def extra_ds(extra_db_path):
-    datasette = Datasette(
-        [],
-        immutables=[str(extra_db_path)],
-        metadata=load_metadata(),
-        template_dir=str(ROOT / "templates"),
-        plugins_dir=str(ROOT / "plugins"),
-        settings=SETTINGS,
-    )
+    datasette = site(extra_db_path)
     await datasette.invoke_startup()
     return datasette
 
@@ -290,9 +288,7 @@ async def test_row_page_lists_versions(ds):
 async def test_row_page_commit_links_with_repository(db_path):
     metadata = load_metadata()
     metadata["plugins"]["ring-site"]["repository_url"] = "https://git.example.org/ring/tracker/"
-    datasette = Datasette([], immutables=[str(db_path)], metadata=metadata,
-                          template_dir=str(ROOT / "templates"),
-                          plugins_dir=str(ROOT / "plugins"))
+    datasette = site(db_path, metadata)
     page = (await datasette.client.get(
         "/ring/agencies/11111111-1111-4111-8111-111111111111")).text
     expected = ('<a href="https://git.example.org/ring/tracker/commit/' + "b2" * 20
@@ -890,11 +886,7 @@ async def test_baseline_join_not_called_join(tmp_path):
         conn.execute(
             "update events set baseline = 1 where agency_id = ? and event = 'joined'", [agency_id]
         )
-    datasette = Datasette(
-        [], immutables=[str(path)], metadata=load_metadata(),
-        template_dir=str(ROOT / "templates"), plugins_dir=str(ROOT / "plugins"),
-        settings=SETTINGS,
-    )
+    datasette = site(path)
     page = (await datasette.client.get(f"/ring/agencies/{agency_id}")).text
     timeline = page.split('id="timeline"')[1].split('id="versions"')[0]
     assert ">on Ring's map when tracking began<" in timeline
@@ -907,11 +899,7 @@ async def test_no_map_snapshot_no_map_figures(tmp_path):
     path = build_site_db(tmp_path / "ring.db")
     with sqlite3.connect(path) as conn:
         conn.execute("delete from snapshots where source = 'data/agencies.json'")
-    datasette = Datasette(
-        [], immutables=[str(path)], metadata=load_metadata(),
-        template_dir=str(ROOT / "templates"), plugins_dir=str(ROOT / "plugins"),
-        settings=SETTINGS,
-    )
+    datasette = site(path)
     state_page = (await datasette.client.get("/state/OR")).text
     assert "No snapshot of Ring's own map is in this data yet" in state_page
     assert "</strong> on Ring's map</li>" not in state_page
