@@ -18,6 +18,15 @@ def cli():
     """Ring Partnership Tracker: scrape Ring's Active Agency Map into a git-tracked JSON file."""
 
 
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Lowest level of log messages written to stderr.",
+)
+
+
 @cli.command(name="scrape")
 @click.option(
     "--url",
@@ -93,13 +102,7 @@ def cli():
     help="Backoff factor in seconds: the first retry is immediate and retry n waits factor * 2^(n-1), "
     "at most 120 s. A Retry-After header on 429 or 503 sets the wait instead, also at most 120 s.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="INFO",
-    show_default=True,
-    help="Lowest level of log messages written to stderr.",
-)
+@log_level_option
 def scrape_command(
     url,
     output,
@@ -176,13 +179,7 @@ def scrape_command(
     is_flag=True,
     help="Accept a capture with more than 20% fewer agencies than the previous one.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="INFO",
-    show_default=True,
-    help="Lowest level of log messages written to stderr.",
-)
+@log_level_option
 def backfill_command(archive_dir, branch, output, source_url, allow_shrink, log_level):
     """Commit dated archived copies of the map (.kml/.kmz in ARCHIVE_DIR) with their capture dates.
 
