@@ -6,7 +6,7 @@ reported it. The timeline lists the agency's events newest first, and every
 version of the agency that git-history recorded in each data file it comes
 from. Each entry links to its commit when the `ring-site` plugin
 configuration sets `repository_url` (an http or https URL such as a GitHub
-repository); otherwise the page shows the short hash alone.
+repository). Without it, the page shows the short hash alone.
 """
 
 from __future__ import annotations

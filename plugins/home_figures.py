@@ -101,8 +101,8 @@ async def canned_rows(datasette, db, query_name: str) -> list[dict]:
 
 
 # Figures by Datasette instance and UTC month. An immutable database cannot
-# change while it is served, so its figures are computed once a month, not on
-# every request; a mutable one is queried every time.
+# change while it is served, so its figures are computed once a month instead
+# of on every request. A mutable database is queried every time.
 FIGURES_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -1,4 +1,4 @@
-"""Build the `agencies` table: one row per agency as it stands now, across all sources."""
+"""Build the `agencies` table: one row per agency in its current version, across all sources."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 git-history records each version of an item that is present in a file. It
 records nothing when an item disappears, so a partnership that ends would
 leave no trace. This module compares each good version with the one before
-it and keeps, for every agency, where it stands after the latest version.
+it and keeps, for every agency, its state after the latest version.
 """
 
 from __future__ import annotations
