@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -130,26 +131,34 @@ def build_into(
 ) -> None:
     """Build or update the database at `work_path`; compact it when `vacuum` is set.
 
-    VACUUM rewrites the whole file, a large share of a one-commit update, and
-    a full build compacts the file anyway.
+    git-history and the derive pass read the history independently, so they
+    run at the same time, each on one core. VACUUM rewrites the whole file, a
+    large share of a one-commit update, and a full build compacts the file anyway.
     """
+    sources = []
+    for source in SOURCES:
+        if all_commits[source.path]:
+            sources.append(source)
+        else:
+            log.info("No commits of %s on %s; skipping that source", source.path, branch)
+    check_resumable(work_path, all_commits)
+    prepare_database(work_path)
     states = {}
     messages: dict[str, str] = {}
-    for source in SOURCES:
-        commits = all_commits[source.path]
-        if not commits:
-            log.info("No commits of %s on %s; skipping that source", source.path, branch)
-            continue
-        messages.update((commit.hash, commit.message) for commit in commits)
-        states[source.namespace] = derive_source(repo, source, commits, work_path)
-        run_git_history(repo, branch, source, work_path)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        recording = pool.submit(run_git_history_all, repo, branch, sources, work_path)
+        for source in sources:
+            commits = all_commits[source.path]
+            messages.update((commit.hash, commit.message) for commit in commits)
+            states[source.namespace] = derive_source(repo, source, commits, work_path)
+        recording.result()
 
     db = sqlite_utils.Database(work_path)
     geocoder = store.load_geocoder(db)
     rows, id_map = build_agency_rows(states, messages, geocoder)
     store.write_agencies(db, rows, id_map)
     store.save_geocoder(db, geocoder)
-    # git-history ran in WAL mode; the published file must stand alone.
+    # Both writers used WAL mode, but the published file must be a single file.
     db.execute("PRAGMA journal_mode=DELETE")
     if vacuum:
         db.vacuum()
@@ -157,11 +166,34 @@ def build_into(
     log.info("agencies: %d rows", len(rows))
 
 
+def check_resumable(work_path: Path, all_commits: dict[str, list[Commit]]) -> None:
+    """Raise HistoryRewritten before any work when the saved state no longer fits."""
+    if not work_path.exists():
+        return
+    for path, (last_commit, processed) in store.read_progress(work_path).items():
+        hashes = [commit.hash for commit in all_commits.get(path, [])]
+        # The saved state is valid only when the commits it processed are still
+        # exactly the first ones of the history, in the same order.
+        if last_commit not in hashes or hashes.index(last_commit) + 1 != processed:
+            raise HistoryRewritten(
+                f"the history of {path} changed since the last build "
+                f"(saved state ends at {last_commit[:12]})"
+            )
+
+
+def prepare_database(work_path: Path) -> None:
+    # WAL lets the derive pass and git-history write the same file at once:
+    # each waits for the other's short transactions instead of failing.
+    db = sqlite_utils.Database(work_path)
+    db.enable_wal()
+    store.create_tables(db)
+    db.close()
+
+
 def derive_source(repo: Path, source: Source, commits: list[Commit], work_path: Path) -> dict[str, AgencyState]:
     """Derive the source's events and snapshots, save them, and return its agencies."""
     db = sqlite_utils.Database(work_path)
     try:
-        store.create_tables(db)
         history = store.load_history(db, source.path)
         derive(repo, source, commits, history, db)
         store.save_history(db, history)
@@ -198,27 +230,21 @@ def derive(
 
 
 def unseen_commits(commits: list[Commit], history: SourceHistory) -> list[Commit]:
-    if history.last_commit is None:
-        return commits
-    hashes = [commit.hash for commit in commits]
-    # The saved state is valid only when the commits it processed are still
-    # exactly the first ones of the history, in the same order.
-    if (
-        history.last_commit not in hashes
-        or hashes.index(history.last_commit) + 1 != history.commits_processed
-    ):
-        raise HistoryRewritten(
-            f"the history of {history.source} changed since the last build "
-            f"(saved state ends at {history.last_commit[:12]})"
-        )
+    # check_resumable has made sure the processed commits still begin the history.
     return commits[history.commits_processed:]
+
+
+def run_git_history_all(repo: Path, branch: str, sources: list[Source], work_path: Path) -> None:
+    for source in sources:
+        run_git_history(repo, branch, source, work_path)
 
 
 def run_git_history(repo: Path, branch: str, source: Source, work_path: Path) -> None:
     """Record every version of the source's items with git-history.
 
-    Commits that the derive step skipped are skipped here too, because
-    git-history stops at the first version its converter cannot read.
+    The converter returns no records for a version it cannot read, so
+    git-history lists that commit with no changes while the derive pass
+    records why it was skipped.
     """
     if not (repo / source.path).exists():
         # NOTE: git-history 0.8 reads versions from git but requires the file
@@ -229,9 +255,6 @@ def run_git_history(repo: Path, branch: str, source: Source, work_path: Path) ->
             f"working tree of {repo}, and git-history needs it there. Check out "
             f"{branch} (or restore the file) and build again."
         )
-    db = sqlite_utils.Database(work_path)
-    skip = store.skipped_hashes(db, source.path)
-    db.close()
     command = [
         str(Path(sys.executable).parent / "git-history"),
         "file",
@@ -248,8 +271,6 @@ def run_git_history(repo: Path, branch: str, source: Source, work_path: Path) ->
         # creates and deletes a journal file, which was most of its system time.
         "--wal",
     ]
-    for commit_hash in skip:
-        command += ["--skip", commit_hash]
     python_path = [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
     started = time.monotonic()

@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from dataclasses import dataclass
 
 from .ids import agency_slug
+
+log = logging.getLogger(__name__)
 
 REPORTED_COLUMNS = (
     "agency_name",
@@ -83,8 +86,8 @@ def map_records(content: bytes) -> list[dict]:
     _require_records(records)
     return records
 
-# repr() of each record of the last version each converter returned, by id.
-_previous_versions: dict[str, dict[str, str]] = {}
+# The records of the last version each converter returned, by id.
+_previous_versions: dict[str, dict[str, dict]] = {}
 
 
 def changed_records(converter: str, content: bytes) -> list[dict]:
@@ -95,15 +98,35 @@ def changed_records(converter: str, content: bytes) -> list[dict]:
     record, so leaving those out gives it the same tables in a fraction of the
     time. The first version a process converts is returned whole, and
     git-history compares it with what the database already holds.
+
+    A version the converter rejects yields no records, so git-history lists
+    its commit with no changes and goes on. The build's derive pass records
+    such commits, with the reason, in `skipped_commits`.
     """
-    records = globals()[converter](content)
+    try:
+        records = globals()[converter](content)
+    except VersionError as error:
+        log.warning("No records taken from an unreadable version: %s", error)
+        return []
     previous = _previous_versions.get(converter, {})
-    # repr() tells 1, 1.0 and True apart, as git-history's JSON hash does and
-    # `==` does not. Equal reprs mean equal JSON; a record whose keys merely
-    # moved compares unequal here and git-history then finds no change.
-    current = {record["id"]: repr(record) for record in records}
-    _previous_versions[converter] = current
-    return [record for record in records if previous.get(record["id"]) != current[record["id"]]]
+    _previous_versions[converter] = {record["id"]: record for record in records}
+    return [record for record in records if not _same(record, previous.get(record["id"]))]
+
+
+def _same(record: dict, previous: dict | None) -> bool:
+    """Return whether git-history would give the two records the same hash."""
+    if previous is None or record != previous:
+        return False
+    # `==` treats 1, 1.0 and True as equal, but git-history hashes their
+    # JSON ("1", "1.0", "true"), so the types must match too. Inside lists
+    # and objects, repr() distinguishes them.
+    for key, value in record.items():
+        other = previous[key]
+        if type(value) is not type(other):
+            return False
+        if isinstance(value, (dict, list)) and value and repr(value) != repr(other):
+            return False
+    return True
 
 
 def _decode(content: bytes) -> str:

@@ -157,13 +157,6 @@ def save_history(db: sqlite_utils.Database, history: SourceHistory) -> None:
         )
 
 
-def skipped_hashes(db: sqlite_utils.Database, source: str) -> list[str]:
-    return [
-        row["commit_hash"]
-        for row in db["skipped_commits"].rows_where("source = ?", [source])
-    ]
-
-
 def write_agencies(
     db: sqlite_utils.Database, rows: list[dict], id_map: dict[tuple[str, str], str]
 ) -> None:

@@ -131,6 +131,24 @@ def test_skipped_commits_exact(map_history, tmp_path):
     assert len(rows) == 2
 
 
+def test_skipped_commits_add_no_versions(map_history, tmp_path):
+    repo, h = map_history
+    db_path = tmp_path / "ring.db"
+    build(repo.path, db_path)
+
+    db = sqlite_utils.Database(db_path)
+    versions = list(db.query(
+        "select ring_map._item_id, commits.hash from ring_map_version "
+        "join ring_map on ring_map._id = ring_map_version._item "
+        "join commits on commits.id = ring_map_version._commit order by ring_map_version._id"
+    ))
+    hashes = [row["hash"] for row in versions]
+    # a first, b, a's change, c. The last commit repeats the one before the
+    # two unreadable versions, so it adds nothing.
+    assert hashes == [h[0], h[1], h[3], h[4]]
+    assert h[7] in {row["hash"] for row in db["commits"].rows}
+
+
 def test_agency_status_columns(map_history, tmp_path):
     repo, h = map_history
     db_path = tmp_path / "ring.db"

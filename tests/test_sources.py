@@ -107,6 +107,11 @@ def test_changed_records_drops_unchanged():
 
 
 @pytest.mark.usefixtures("fresh_converter_state")
-def test_changed_records_bad_version():
-    with pytest.raises(sources.VersionError, match="no agencies"):
-        sources.changed_records("map_records", b"[]")
+def test_changed_records_bad_version(caplog):
+    first = json.dumps([record("a")]).encode()
+    second = json.dumps([record("a", video_requests=3)]).encode()
+    assert sources.changed_records("map_records", first) == [record("a")]
+    assert sources.changed_records("map_records", b"[]") == []
+    assert "contains no agencies" in caplog.text
+    # The next version is compared with the last readable one.
+    assert sources.changed_records("map_records", second) == [record("a", video_requests=3)]
