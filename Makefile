@@ -20,7 +20,7 @@ SERVE_FLAGS := -i $(DB) $(SITE_DIRS) $(SITE_SETTINGS)
 # listed with its pin from requirements.txt. The chart plugin reads static/states-10m.json
 # next to plugins/, so the static directory goes into the image too.
 SERVICE ?= ring-partnership-tracker
-PUBLISH_INSTALLS := --install datasette==0.65.5 --install datasette-cluster-map==0.18.2 --install datasette-leaflet==0.2.2 --install datasette-vega==0.6.2 --install datasette-atom==0.9 --install us==4.0.0 --install vl-convert-python==1.9.0.post1
+PUBLISH_INSTALLS := --install datasette==0.65.5 --install datasette-cluster-map==0.18.2 --install datasette-leaflet==0.2.2 --install datasette-vega==0.6.2 --install datasette-atom==0.9 --install asgi-gzip==0.3 --install us==4.0.0 --install vl-convert-python==1.9.0.post1
 PUBLISH_FLAGS := $(DB) $(SITE_DIRS) --extra-options "$(SITE_SETTINGS)" --static static:static $(PUBLISH_INSTALLS) --service $(SERVICE)
 PUBLISH_DIR ?= build/publish
 

@@ -130,17 +130,18 @@ async def load_page(
     concurrency: int,
     max_requests: int,
     time_limit: float,
+    headers: dict[str, str] | None = None,
 ) -> PageLoad:
     """Request `path` from `concurrency` clients until `max_requests` or `time_limit` seconds.
 
     Each client sends its next request as soon as its previous response has
     arrived. A first round of requests per client warms the caches and is not
-    counted.
+    counted. `headers` go with every request.
     """
     result = PageLoad(name, path, concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT
+        base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT, headers=headers
     ) as client:
         await asyncio.gather(*(client.get(path) for _ in range(concurrency)))
         issued = 0
@@ -173,12 +174,13 @@ def load_pages(
     concurrency: int,
     max_requests: int,
     time_limit: float,
+    headers: dict[str, str] | None = None,
 ) -> list[PageLoad]:
     """Measure each page of `pages` (name -> path) in turn, one page at a time."""
     results = []
     for name, path in pages.items():
         log.info("Loading %s with %d concurrent clients", path, concurrency)
-        results.append(
-            asyncio.run(load_page(base_url, name, path, concurrency, max_requests, time_limit))
-        )
+        results.append(asyncio.run(
+            load_page(base_url, name, path, concurrency, max_requests, time_limit, headers)
+        ))
     return results

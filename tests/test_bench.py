@@ -171,8 +171,9 @@ def test_run_prints_every_figure(tmp_path):
         float(figures[name])
     for profile in ("busy", "quiet"):
         for page in ("home", "facets", "timeline", "plain_table"):
-            float(figures[f"{profile}_{page}_p95_ms"])
-            assert figures[f"{profile}_{page}_errors"] == "0", result.stderr[-3000:]
+            for name in (page, f"{page}_uncached"):
+                float(figures[f"{profile}_{name}_p95_ms"])
+                assert figures[f"{profile}_{name}_errors"] == "0", result.stderr[-3000:]
         assert figures[f"{profile}_incremental_rebuilt"] == "0"
         float(figures[f"{profile}_db_size_mb"])
         float(figures[f"{profile}_floor_seconds"])
