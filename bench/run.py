@@ -35,7 +35,7 @@ from pathlib import Path
 import click
 
 from . import make_history
-from .load import PageLoad, datasette_server, load_pages, serve_flags
+from .load import PageLoad, datasette_server, find_wrk, load_pages, serve_flags
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class LoadSettings:
     max_requests: int
     time_limit: float
     flags_override: str | None  # `datasette serve` flags with {db} for the database
+    client: str  # load generator: "wrk" or "httpx"
 
 
 @dataclass(frozen=True)
@@ -304,9 +305,11 @@ def bench_site(db_path: Path, workdir: Path, load: LoadSettings) -> dict[str, fl
     # request. "Cache-Control: no-cache" makes Datasette render every one.
     uncached_pages = {f"{name}_uncached": path for name, path in pages.items()}
     with datasette_server(flags, workdir / "datasette.log") as base_url:
-        results = load_pages(base_url, pages, load.concurrency, load.max_requests, load.time_limit)
+        results = load_pages(base_url, pages, load.concurrency, load.max_requests,
+                             load.time_limit, client=load.client)
         results += load_pages(base_url, uncached_pages, load.concurrency, load.max_requests,
-                              load.time_limit, headers={"cache-control": "no-cache"})
+                              load.time_limit, headers={"cache-control": "no-cache"},
+                              client=load.client)
 
     figures: dict[str, float] = {"timeline_events": event_count}
     for result in results:
@@ -445,9 +448,12 @@ def report(machine: dict[str, str], sizes: Sizes, results: dict[str, dict[str, f
 @click.option("--concurrency", type=int, default=16, show_default=True,
               help="Concurrent HTTP clients per page.")
 @click.option("--requests", "max_requests", type=int, default=3000, show_default=True,
-              help="Maximum requests counted per page.")
+              help="Maximum requests counted per page (httpx client only).")
 @click.option("--seconds", "time_limit", type=float, default=15.0, show_default=True,
               help="Maximum seconds of load per page.")
+@click.option("--client", type=click.Choice(["wrk", "httpx"]),
+              help="Load generator. Default: wrk when installed (apt-get install wrk), else "
+                   "httpx, whose own CPU use slows the pages it measures.")
 @click.option("--seed", type=int, default=2020, show_default=True, help="Seed of the synthetic histories.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for repositories and databases; it must be on disk. Default: a new "
@@ -457,7 +463,7 @@ def report(machine: dict[str, str], sizes: Sizes, results: dict[str, dict[str, f
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO",
               show_default=True, help="Progress logged on standard error.")
 def main(full_size, profiles, commits, start_agencies, end_agencies, slice_commits, concurrency,
-         max_requests, time_limit, seed, workdir, serve_flags, log_level):
+         max_requests, time_limit, client, seed, workdir, serve_flags, log_level):
     """Measure the build and the site on synthetic histories and print the figures."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # A log line per request would cost the load client time and flood the output.
@@ -469,11 +475,17 @@ def main(full_size, profiles, commits, start_agencies, end_agencies, slice_commi
         end_agencies or preset.end_agencies,
         min(slice_commits or preset.slice_commits, commits or preset.commits),
     )
-    load = LoadSettings(concurrency, max_requests, time_limit, serve_flags)
+    if client is None:
+        client = "wrk" if find_wrk() else "httpx"
+        if client == "httpx":
+            log.warning("wrk is not installed, so the httpx client measures the site; "
+                        "its own CPU use inflates the latencies of fast pages")
+    load = LoadSettings(concurrency, max_requests, time_limit, serve_flags, client)
     keep = workdir is not None
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="ring-bench-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     machine = machine_description(workdir)
+    machine["load_client"] = client
     if filesystem_type(workdir) == "tmpfs":
         log.warning("%s is on tmpfs, so the on-disk git-history figure is not on disk", workdir)
 

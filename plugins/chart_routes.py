@@ -128,13 +128,29 @@ SVG_CACHE: dict[str, str] = {}
 SVG_CACHE_MAX = 256
 
 
+PATH_DATA = re.compile(r'( d=")([^"]*)(")')
+DECIMAL = re.compile(r"-?\d+\.\d+")
+
+
+def round_path_data(svg: str) -> str:
+    """Round the coordinates in path data to a tenth of a pixel.
+
+    vl-convert writes three decimals. The outlines are most of the state
+    map's weight, and a tenth of a pixel is already finer than a screen shows.
+    """
+    def round_decimals(match: re.Match) -> str:
+        return match[1] + DECIMAL.sub(lambda number: f"{float(number[0]):.1f}", match[2]) + match[3]
+
+    return PATH_DATA.sub(round_decimals, svg)
+
+
 async def render_svg(spec: dict) -> Response:
     key = json.dumps(spec, sort_keys=True)
     svg = SVG_CACHE.get(key)
     if svg is None:
         # vl-convert runs a JavaScript engine, and the state map took about 0.7 s
         # on first use in development, so it runs in a worker thread.
-        svg = await asyncio.to_thread(vl_convert.vegalite_to_svg, spec)
+        svg = round_path_data(await asyncio.to_thread(vl_convert.vegalite_to_svg, spec))
         if len(SVG_CACHE) >= SVG_CACHE_MAX:
             SVG_CACHE.pop(next(iter(SVG_CACHE)))
         SVG_CACHE[key] = svg

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from bench import make_history
-from bench.load import serve_flags
+from bench.load import datasette_server, find_wrk, load_pages, serve_flags
 from bench.run import measure_floor, run_measured
 from ringtracker.write import serialize
 from tests.conftest import PROJECT_ROOT
+from tests.site_db import build_site_db
 
 COMMITS = 5
 START, END = 20, 24
@@ -152,11 +153,38 @@ def test_serve_flags_use_given_database(tmp_path):
     assert str(db_path) in serve_flags(db_path)
 
 
+@pytest.mark.skipif(find_wrk() is None, reason="wrk is not installed (apt-get install wrk)")
+def test_wrk_measures_a_page(tmp_path):
+    db_path = build_site_db(tmp_path / "ring.db")
+    with datasette_server(serve_flags(db_path), tmp_path / "datasette.log") as base_url:
+        results = load_pages(base_url, {"home": "/", "missing": "/ring/no_such_table"},
+                             concurrency=2, max_requests=0, time_limit=1, client="wrk")
+
+    home, missing = results
+    assert home.client == "wrk"
+    assert home.requests > 0
+    assert home.errors == []
+    assert 0 < home.percentile_ms(50) <= home.percentile_ms(95) <= home.percentile_ms(99)
+    assert missing.errors[0].endswith("responses were not 2xx or 3xx")
+
+
+def test_httpx_measures_a_page(tmp_path):
+    db_path = build_site_db(tmp_path / "ring.db")
+    with datasette_server(serve_flags(db_path), tmp_path / "datasette.log") as base_url:
+        (home,) = load_pages(base_url, {"home": "/"}, concurrency=2, max_requests=6,
+                             time_limit=5, client="httpx")
+
+    assert home.client == "httpx"
+    assert home.requests == 6
+    assert home.errors == []
+    assert 0 < home.percentile_ms(50) <= home.percentile_ms(95) <= home.percentile_ms(99)
+
+
 def test_run_prints_every_figure(tmp_path):
     command = [
         sys.executable, "-m", "bench.run",
         "--commits", str(COMMITS), "--start-agencies", str(START), "--end-agencies", str(END),
-        "--slice-commits", "3", "--concurrency", "4", "--requests", "8", "--seconds", "5",
+        "--slice-commits", "3", "--concurrency", "4", "--requests", "8", "--seconds", "1",
         "--workdir", str(tmp_path / "work"),
     ]
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)

@@ -273,6 +273,35 @@ def test_row_page_and_keyboard(server, probe):
     assert item.errors == []
 
 
+# What the 2020 tracker's four libraries alone transfer, gzip-compressed:
+# bulma.min.css 0.8.0 (25,401 bytes), jquery.min.js 3.4.1 (30,523),
+# d3.min.js 5.15.0 (80,832) and moment.min.js 2.24.0 (17,066), as packed on
+# npm and compressed with `gzip -9`. NOTE: these are the releases current in
+# early 2020, not versions read off the tracker's pages, and the tracker
+# also loaded every agency as JSON, so its real page weighed more than this.
+TRACKER_2020_LIBRARIES_BYTES = 25_401 + 30_523 + 80_832 + 17_066
+
+
+def test_home_transfer_under_2020_libraries(server, browser):
+    context = browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
+    page = context.new_page()
+    responses = []
+    page.on("response", lambda response: responses.append(response))
+    try:
+        page.goto(server + "/")
+        page.wait_for_load_state("networkidle")
+        hosts = {urlsplit(response.url).hostname for response in responses}
+        transferred = 0
+        for response in responses:
+            sizes = response.request.sizes()
+            transferred += sizes["responseHeadersSize"] + sizes["responseBodySize"]
+    finally:
+        context.close()
+    assert hosts == {"127.0.0.1"}
+    assert len(responses) >= 4  # the page, its stylesheet and two charts
+    assert transferred < TRACKER_2020_LIBRARIES_BYTES
+
+
 def test_no_request_leaves_localhost_except_tiles(server, probe):
     item = probe()
     item.page.goto(server + "/ring/agencies")

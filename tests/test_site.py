@@ -559,6 +559,15 @@ async def test_chart_routes_return_svg(ds, path):
 
 
 @pytest.mark.asyncio
+async def test_state_map_coordinates_rounded(ds):
+    svg = (await ds.client.get("/-/ring/charts/states.svg")).text
+    path_data = re.findall(r' d="([^"]*)"', svg)
+    # One outline per state and territory that us-atlas draws, at least.
+    assert len(path_data) >= 50
+    assert not [data for data in path_data if re.search(r"\d\.\d\d", data)]
+
+
+@pytest.mark.asyncio
 async def test_state_map_measures(ds):
     agencies = (await ds.client.get("/-/ring/charts/states.svg")).text
     requests = (await ds.client.get("/-/ring/charts/states.svg?measure=video_requests")).text
