@@ -4,6 +4,7 @@ Routes:
   /-/ring/charts/monthly-joins.svg            agencies by month joined
   /-/ring/charts/monthly-joins.svg?state=OR   the same for one state
   /-/ring/charts/states.svg                   choropleth of active agencies per state
+  /-/ring/charts/states.svg?measure=NAME      the same shaded by another measure (MEASURES)
 
 The pages embed these as <img> with alt text and a table of the same numbers
 next to them, so no chart needs JavaScript in the browser. State outlines come
@@ -63,7 +64,24 @@ MEASURES = {
         "Video requests in the quarter, per state (map agencies with counts)",
         "Video requests",
     ),
+    # Only states with a population row get a value; the others are drawn
+    # as having no data rather than as zero.
+    "agencies_per_million": (
+        """
+        select state_populations.state,
+          round(count(agencies.id) * 1000000.0 / state_populations.population, 1) as value
+        from state_populations
+        left join agencies on agencies.state = state_populations.state
+          and agencies.status in ('active', 'reported')
+        group by state_populations.state
+        """,
+        "Agencies on Ring's map or reported, per million residents",
+        "Per million",
+    ),
 }
+# Measures that need a table the build creates only from an optional data file.
+MEASURE_TABLES = {"agencies_per_million": "state_populations"}
+NO_DATA_COLOUR = "#d9d9d9"
 
 
 @lru_cache(maxsize=1)
@@ -96,10 +114,11 @@ def monthly_spec(rows: list[dict], title: str) -> dict:
     }
 
 
-def choropleth_spec(counts: dict[str, int], title: str, legend: str) -> dict:
+def choropleth_spec(counts: dict[str, float], title: str, legend: str, missing: float | None = 0) -> dict:
+    """Shade states by `counts`; a state absent from it gets `missing` (None: no data, grey)."""
     fips = fips_by_code()
     values = [
-        {"fips": fips[code], "state": code, "value": counts.get(code, 0)}
+        {"fips": fips[code], "state": code, "value": counts.get(code, missing)}
         for code in sorted(fips)
     ]
     return {
@@ -113,10 +132,12 @@ def choropleth_spec(counts: dict[str, int], title: str, legend: str) -> dict:
             "from": {"data": {"values": values}, "key": "fips", "fields": ["state", "value"]},
         }],
         "projection": {"type": "albersUsa"},
-        "mark": {"type": "geoshape", "stroke": "#ffffff", "strokeWidth": 0.5},
+        # invalid: None keeps the states without a value, so the condition greys them.
+        "mark": {"type": "geoshape", "stroke": "#ffffff", "strokeWidth": 0.5, "invalid": None},
         "encoding": {
             "color": {"field": "value", "type": "quantitative", "title": legend,
-                      "scale": {"scheme": "blues"}},
+                      "scale": {"scheme": "blues"},
+                      "condition": {"test": "!isValid(datum.value)", "value": NO_DATA_COLOUR}},
         },
     }
 
@@ -184,9 +205,17 @@ async def states_chart(datasette, request):
         )
     sql, title, legend = MEASURES[measure]
     db = datasette.get_database(DATABASE)
+    table = MEASURE_TABLES.get(measure)
+    if table and not await db.table_exists(table):
+        return Response.text(
+            f"measure={measure!r} needs the {table} table, which this database lacks; "
+            "add data/state-populations.csv as the README describes and rebuild",
+            status=404,
+        )
     results = await db.execute(sql)
     counts = {row["state"]: row["value"] for row in results.rows}
-    return await render_svg(choropleth_spec(counts, title, legend))
+    missing = None if table else 0
+    return await render_svg(choropleth_spec(counts, title, legend, missing))
 
 
 @hookimpl

@@ -59,6 +59,11 @@ order by reported_on desc, name
 limit :limit
 """
 
+# Built only when the repository has data/state-populations.csv.
+POPULATIONS_SQL = """
+select state, population, as_of, source_url from state_populations order by state
+"""
+
 LATEST_UPDATES_SQL = """
 select events.agency_id, events.agency_name, events.state, events.event, events.date,
   events.source, events.baseline, events.changes, agencies.listed_as
@@ -126,6 +131,9 @@ async def home_figures(datasette) -> dict:
     updates = await rows(db, LATEST_UPDATES_SQL, {"limit": RECENT_LIMIT})
     for update in updates:
         update["changed_fields"] = changed_fields(update.pop("changes"))
+    state_counts = await canned_rows(datasette, db, "state_counts")
+    populations = await rows(db, POPULATIONS_SQL) if await db.table_exists("state_populations") else []
+    add_per_million(state_counts, populations)
     return {
         "figures": headline,
         "current_month": now.strftime("%B %Y"),
@@ -134,7 +142,28 @@ async def home_figures(datasette) -> dict:
         "recent_reports": await rows(db, RECENT_REPORTS_SQL, {"limit": RECENT_LIMIT}),
         "latest_updates": updates,
         "monthly_joins": await canned_rows(datasette, db, "monthly_joins"),
-        "state_counts": await canned_rows(datasette, db, "state_counts"),
+        "state_counts": state_counts,
+        "populations": population_summary(populations),
+    }
+
+
+def add_per_million(state_counts: list[dict], populations: list[dict]) -> None:
+    """Add agencies (on the map or reported) per million residents where the state has a population."""
+    by_state = {row["state"]: row["population"] for row in populations}
+    for row in state_counts:
+        population = by_state.get(row["state"])
+        listed = (row["active"] or 0) + (row["reported"] or 0)
+        row["per_million"] = round(listed * 1_000_000 / population, 1) if population else None
+
+
+def population_summary(populations: list[dict]) -> dict | None:
+    """Return the states covered and the distinct dates and sources, or None without populations."""
+    if not populations:
+        return None
+    return {
+        "states": len(populations),
+        "as_of": sorted({row["as_of"] for row in populations}),
+        "sources": sorted({row["source_url"] for row in populations}),
     }
 
 

@@ -28,6 +28,7 @@ from .gitrepo import (
     repository_root,
 )
 from .history import AgencyState, SourceHistory
+from .populations import POPULATIONS_PATH, PopulationError, read_populations
 from .sources import SOURCES, Source, VersionError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,10 @@ log = logging.getLogger(__name__)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PROGRESS_EVERY = 200  # commits between progress log lines
 # Modules whose code decides what the database contains.
-INGEST_MODULES = ("agencies", "build", "geocode", "gitrepo", "history", "ids", "sources", "store")
+INGEST_MODULES = (
+    "agencies", "build", "geocode", "gitrepo", "history", "ids", "populations", "sources", "store",
+)
+SOURCE_PATHS = tuple(source.path for source in SOURCES)
 
 
 class BuildError(Exception):
@@ -56,7 +60,7 @@ def build(repo: Path, db_path: Path, branch: str | None = None, full: bool = Fal
     repo = check_repository(repo)
     branch = branch or current_branch(repo)
     db_path = db_path.resolve()
-    commits = {source.path: file_commits(repo, branch, source.path) for source in SOURCES}
+    commits = {path: file_commits(repo, branch, path) for path in (*SOURCE_PATHS, POPULATIONS_PATH)}
     fingerprint = code_fingerprint()
     if not full and db_path.exists():
         if store.read_fingerprint(db_path) != fingerprint:
@@ -158,12 +162,29 @@ def build_into(
     rows, id_map = build_agency_rows(states, messages, geocoder)
     store.write_agencies(db, rows, id_map)
     store.save_geocoder(db, geocoder)
+    write_populations(repo, all_commits[POPULATIONS_PATH], db)
     # Both writers used WAL mode, but the published file must be a single file.
     db.execute("PRAGMA journal_mode=DELETE")
     if vacuum:
         db.vacuum()
     db.close()
     log.info("agencies: %d rows", len(rows))
+
+
+def write_populations(repo: Path, commits: list[Commit], db: sqlite_utils.Database) -> None:
+    """Load the state populations file as of the branch's last commit, if there is one."""
+    rows: list[dict] = []
+    last = commits[-1] if commits else None
+    if last is not None:
+        [(_, content)] = read_versions(repo, [last], POPULATIONS_PATH)
+        if content is not None:
+            try:
+                rows = read_populations(content)
+            except PopulationError as error:
+                raise BuildError(f"{error} (in commit {last.hash[:12]})") from None
+        store.save_progress(db, POPULATIONS_PATH, last.hash, len(commits))
+    store.write_populations(db, rows, last.hash if rows else None)
+    log.info("state_populations: %d rows", len(rows))
 
 
 def check_resumable(work_path: Path, all_commits: dict[str, list[Commit]]) -> None:

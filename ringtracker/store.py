@@ -14,6 +14,7 @@ STATE_TABLE = "ingest_state"
 PROGRESS_TABLE = "ingest_progress"
 GEOCODE_TABLE = "geocode_cache"
 META_TABLE = "ingest_meta"
+POPULATIONS_TABLE = "state_populations"
 
 EVENT_COLUMNS = {
     "id": str,
@@ -39,6 +40,13 @@ SNAPSHOT_COLUMNS = {
     "video_requests_total": int,
 }
 SKIPPED_COLUMNS = {"source": str, "commit_hash": str, "date": str, "reason": str}
+POPULATION_COLUMNS = {
+    "state": str,
+    "population": int,
+    "as_of": str,
+    "source_url": str,
+    "commit_hash": str,
+}
 
 
 # The cluster map reads a `popup` JSON column: the agency's name, where it
@@ -147,14 +155,24 @@ def save_history(db: sqlite_utils.Database, history: SourceHistory) -> None:
             }
             for agency_id, state in sorted(history.agencies.items())
         )
-        db[PROGRESS_TABLE].upsert(
-            {
-                "source": history.source,
-                "last_commit": history.last_commit,
-                "commits_processed": history.commits_processed,
-            },
-            pk="source",
-        )
+        save_progress(db, history.source, history.last_commit, history.commits_processed)
+
+
+def save_progress(db: sqlite_utils.Database, source: str, last_commit: str, processed: int) -> None:
+    db[PROGRESS_TABLE].upsert(
+        {"source": source, "last_commit": last_commit, "commits_processed": processed},
+        pk="source",
+    )
+
+
+def write_populations(db: sqlite_utils.Database, rows: list[dict], commit_hash: str | None) -> None:
+    """Replace the state_populations table; no rows (no file) leaves no table."""
+    with db.conn:
+        if db[POPULATIONS_TABLE].exists():
+            db[POPULATIONS_TABLE].drop()
+        if rows:
+            db[POPULATIONS_TABLE].create(POPULATION_COLUMNS, pk="state")
+            db[POPULATIONS_TABLE].insert_all(dict(row, commit_hash=commit_hash) for row in rows)
 
 
 def write_agencies(

@@ -20,6 +20,7 @@ from ringtracker.history import compact_date
 from ringtracker.store import (
     AGENCIES_MAP_SQL,
     EVENT_COLUMNS,
+    POPULATION_COLUMNS,
     SKIPPED_COLUMNS,
     SNAPSHOT_COLUMNS,
 )
@@ -386,3 +387,20 @@ def build_site_db(path: Path) -> Path:
     add_git_history_tables(db, rows)
     db.close()
     return path
+
+
+# Invented populations for the per-million map. AL has none, to show a state without one.
+POPULATIONS = [
+    {"state": "OR", "population": 4_000_000, "as_of": "2020-04-01",
+     "source_url": "https://stats.example.org/or"},
+    {"state": "TX", "population": 2_000_000, "as_of": "2020-04-01",
+     "source_url": "https://stats.example.org/tx"},
+]
+
+
+def add_state_populations(db_path: Path) -> None:
+    """Add the table that ingest builds from data/state-populations.csv."""
+    db = sqlite_utils.Database(db_path)
+    db["state_populations"].create(POPULATION_COLUMNS, pk="state")
+    db["state_populations"].insert_all(dict(row, commit_hash=COMMIT_4) for row in POPULATIONS)
+    db.close()

@@ -17,7 +17,7 @@ import pytest_asyncio
 import yaml
 from datasette.app import Datasette
 
-from tests.site_db import REPORTED_SOURCE, XSS_NAME, build_site_db
+from tests.site_db import POPULATIONS, REPORTED_SOURCE, XSS_NAME, add_state_populations, build_site_db
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS_ID = "44444444-4444-4444-8444-444444444444"
@@ -575,7 +575,56 @@ async def test_state_map_measures(ds):
     assert "Video requests in the quarter" in requests
     bad = await ds.client.get("/-/ring/charts/states.svg?measure=population")
     assert bad.status_code == 400
-    assert "'population' is not one of agencies, video_requests" in bad.text
+    assert "'population' is not one of agencies, video_requests, agencies_per_million" in bad.text
+
+
+@pytest.fixture(scope="module")
+def populations_db_path(db_path, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("populations") / "ring.db"
+    shutil.copyfile(db_path, path)
+    add_state_populations(path)
+    return path
+
+
+@pytest_asyncio.fixture
+async def populations_ds(populations_db_path):
+    datasette = site(populations_db_path)
+    await datasette.invoke_startup()
+    return datasette
+
+
+@pytest.mark.asyncio
+async def test_per_million_absent_without_populations(ds):
+    chart = await ds.client.get("/-/ring/charts/states.svg?measure=agencies_per_million")
+    assert chart.status_code == 404
+    assert "needs the state_populations table" in chart.text
+    home = (await ds.client.get("/?map=agencies_per_million")).text
+    assert "map=agencies_per_million" not in home
+    assert 'src="/-/ring/charts/states.svg?measure=agencies"' in home
+    assert "needs state populations from a cited source" in home
+
+
+@pytest.mark.asyncio
+async def test_per_million_map_and_table(populations_ds, populations_db_path):
+    chart = await populations_ds.client.get("/-/ring/charts/states.svg?measure=agencies_per_million")
+    assert chart.status_code == 200
+    assert "per million residents" in chart.text
+    # States without a population row (all but OR and TX) are drawn grey.
+    assert chart.text.count('fill="#d9d9d9"') >= 40
+
+    home = (await populations_ds.client.get("/?map=agencies_per_million")).text
+    assert 'src="/-/ring/charts/states.svg?measure=agencies_per_million"' in home
+    assert '<th scope="col">Per million residents</th>' in home
+    for row in POPULATIONS:
+        listed = query_one(
+            populations_db_path,
+            "select count(*) from agencies where state = ? and status in ('active', 'reported')",
+            (row["state"],),
+        )
+        per_million = round(listed * 1_000_000 / row["population"], 1)
+        assert f'<td data-label="Per million residents">{per_million}</td>' in home
+        assert f'<a href="{row["source_url"]}">' in home
+    assert "needs state populations" not in home
 
 
 @pytest.mark.asyncio
@@ -613,11 +662,13 @@ def visible_tables(db_path: Path, metadata: dict) -> dict[str, list[str]]:
     return visible
 
 
-def test_metadata_describes_every_table_and_column(db_path):
+def test_metadata_describes_every_table_and_column(populations_db_path):
     metadata = load_metadata()
     tables = metadata["databases"]["ring"]["tables"]
     missing = []
-    for table, columns in visible_tables(db_path, metadata).items():
+    visible = visible_tables(populations_db_path, metadata)
+    assert "state_populations" in visible
+    for table, columns in visible.items():
         if not tables.get(table, {}).get("description"):
             missing.append(table)
         described = tables.get(table, {}).get("columns") or {}
