@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from datasette import hookimpl
 
@@ -27,7 +28,14 @@ async def about_figures(datasette) -> dict:
     return {
         "latest_commit": dict(latest[0]) if latest else None,
         "coverage": coverage,
+        "repository_url": repository_url(datasette),
     }
+
+
+def repository_url(datasette) -> str | None:
+    """Return the configured repository URL (plugin `ring-site`) when it is an http(s) URL."""
+    url = ((datasette.plugin_config("ring-site") or {}).get("repository_url") or "").rstrip("/")
+    return url if urlsplit(url).scheme in ("http", "https") else None
 
 
 @hookimpl

@@ -7,9 +7,9 @@ before Datasette runs them. A blank value passes, because Datasette shows the
 query form with blank parameters and each query returns no rows for them.
 
 Rules, by parameter name:
-  state        two-letter USPS code, letters only
+  state        a USPS code of a state, territory or DC, in either case
   start, end   a date as YYYY-MM-DD, a month as YYYY-MM or a year as YYYY,
-               the precisions a join date can have
+               the precisions a join date can have; start not after end
   since        a date as YYYY-MM-DD
   lat          decimal degrees, -90 to 90
   lon          decimal degrees, -180 to 180
@@ -31,6 +31,7 @@ import math
 import re
 from urllib.parse import parse_qsl
 
+import us
 from datasette import hookimpl
 from datasette.utils.asgi import Request, Response
 
@@ -40,7 +41,7 @@ DATABASE = "ring"
 MAX_RADIUS_KM = 5000.0
 MAX_TEXT_LENGTH = 200
 AGENCY_TYPES = ("police", "sheriff", "fire", "other")
-STATE_PATTERN = re.compile(r"^[A-Za-z]{2}$")
+STATE_CODES = {state.abbr for state in us.states.STATES_AND_TERRITORIES} | {us.states.DC.abbr}
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MONTH_PATTERN = re.compile(r"^\d{4}-(?P<month>\d{2})$")
 YEAR_PATTERN = re.compile(r"^\d{4}$")
@@ -52,8 +53,8 @@ QUERY_PATH = re.compile(r"^/" + DATABASE + r"/(?P<query>[A-Za-z0-9_]+)(?:\.(?P<f
 
 
 def check_state(value: str) -> str | None:
-    if not STATE_PATTERN.match(value):
-        return f"state={value!r} is not a two-letter USPS code; use a code such as OR or TX"
+    if value.upper() not in STATE_CODES:
+        return f"state={value!r} is not a USPS state code; use a code such as OR or TX"
     return None
 
 
@@ -157,7 +158,21 @@ def query_errors(query: str, query_string: str) -> list[str]:
     missing = missing_parameters_error(query, values)
     if missing:
         errors.append(missing)
+    if not errors:
+        order = date_order_error(values.get("start", "").strip(), values.get("end", "").strip())
+        if order:
+            errors.append(order)
     return errors
+
+
+def date_order_error(start: str, end: str) -> str | None:
+    """Reject a start after the end; dates of different precision compare by their common part."""
+    if not start or not end:
+        return None
+    common = min(len(start), len(end))
+    if start[:common] > end[:common]:
+        return f"start={start!r} is after end={end!r}; give the earlier date as start"
+    return None
 
 
 async def error_response(datasette, scope, receive, errors: list[str], output_format):

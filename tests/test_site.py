@@ -423,6 +423,9 @@ BAD_PARAMETERS = [
     ("agencies_near", "lat=44", "but lon and km are missing"),
     ("agencies_near", "lat=44&lon=&km=5", "but lon is missing"),
     ("agencies_near", "km=5", "needs lat, lon and km together"),
+    ("agencies_in_state", "state=ZZ", "state='ZZ' is not a USPS state code"),
+    ("joined_between", "start=2020-01-01&end=2019-01-01", "start='2020-01-01' is after end='2019-01-01'"),
+    ("joined_between", "start=2020&end=2019-12", "start='2020' is after end='2019-12'"),
 ]
 
 
@@ -509,6 +512,24 @@ async def test_about_page(ds, db_path):
     for anchor in ("sources", "method", "joined", "coverage", "limitations", "licence",
                    "cite", "errors"):
         assert f'id="{anchor}"' in response.text
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("configured, expected", [
+    ("https://git.example.org/ring/tracker/", "https://git.example.org/ring/tracker"),
+    ("", None),
+    ("javascript:alert(1)", None),
+])
+async def test_about_page_repository_links(db_path, configured, expected):
+    metadata = load_metadata()
+    metadata["plugins"]["ring-site"]["repository_url"] = configured
+    page = (await site(db_path, metadata).client.get("/about")).text
+    if expected:
+        assert f'<a href="{expected}/issues">' in page
+        assert f'<a href="{expected}">{expected}</a>.</p></blockquote>' in page
+    else:
+        assert "/issues" not in page
+        assert "javascript:" not in page
 
 
 @pytest.mark.asyncio
@@ -708,7 +729,7 @@ async def test_row_page_cites_report(ds):
     assert "Reported on 2019-10-22" in sources
     assert "The department announced it joined the Neighbors portal in October." in sources
     timeline = page.split('id="timeline"')[1]
-    assert "added to this data" in timeline
+    assert "report added to this dataset (not a join date)" in timeline
 
 
 @pytest.mark.asyncio
@@ -932,7 +953,7 @@ async def test_state_table_cells_labelled(ds):
 async def test_state_timeline_names_source(ds):
     page = collapse_spaces((await ds.client.get("/state/WA")).text)
     timeline = page.split("<h2>Timeline</h2>")[1].split("<h2>")[0]
-    assert "Pine Ridge Police Department</a> added to this data" in timeline
+    assert "Pine Ridge Police Department</a> report added to this dataset" in timeline
     assert "Maple Falls Fire Department</a> joined Ring's map" in timeline
 
 
