@@ -8,7 +8,7 @@ import pytest
 from datasette.app import Datasette
 
 from tests.site_db import build_site_db
-from tests.test_site import ROOT, SETTINGS, load_metadata, site
+from tests.test_site import ROOT, SETTINGS, load_metadata, started_site
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,18 +27,13 @@ def with_cache_settings(**settings) -> dict:
     return metadata
 
 
-async def started(datasette: Datasette) -> Datasette:
-    await datasette.invoke_startup()
-    return datasette
-
-
 async def cache_status(datasette, path, headers=None):
     response = await datasette.client.get(path, headers=headers or PLAIN)
     return response.status_code, response.headers.get("x-ring-cache")
 
 
 async def test_second_request_is_a_hit(db_path):
-    datasette = await started(site(db_path))
+    datasette = await started_site(db_path)
     first = await datasette.client.get("/", headers=PLAIN)
     second = await datasette.client.get("/", headers=PLAIN)
     assert first.headers["x-ring-cache"] == "miss"
@@ -49,7 +44,7 @@ async def test_second_request_is_a_hit(db_path):
 
 
 async def test_query_string_is_part_of_the_key(db_path):
-    datasette = await started(site(db_path))
+    datasette = await started_site(db_path)
     assert await cache_status(datasette, "/ring/agencies?state=AL") == (200, "miss")
     assert await cache_status(datasette, "/ring/agencies?state=CA") == (200, "miss")
     assert await cache_status(datasette, "/ring/agencies?state=AL") == (200, "hit")
@@ -62,13 +57,13 @@ async def test_query_string_is_part_of_the_key(db_path):
     {"pragma": "no-cache"},
 ])
 async def test_private_or_uncached_requests_bypass(db_path, headers):
-    datasette = await started(site(db_path))
+    datasette = await started_site(db_path)
     await datasette.client.get("/", headers=PLAIN)
     assert await cache_status(datasette, "/", {**PLAIN, **headers}) == (200, "bypass")
 
 
 async def test_errors_are_not_kept(db_path):
-    datasette = await started(site(db_path))
+    datasette = await started_site(db_path)
     assert await cache_status(datasette, "/ring/no_such_table") == (404, "miss")
     assert await cache_status(datasette, "/ring/no_such_table") == (404, "miss")
 
@@ -83,13 +78,13 @@ async def test_mutable_database_bypasses(db_path, tmp_path):
         plugins_dir=str(ROOT / "plugins"),
         settings=SETTINGS,
     )
-    await started(datasette)
+    await datasette.invoke_startup()
     assert await cache_status(datasette, "/ring/agencies") == (200, "bypass")
     assert await cache_status(datasette, "/ring/agencies") == (200, "bypass")
 
 
 async def test_entries_expire(db_path):
-    datasette = await started(site(db_path, with_cache_settings(ttl_seconds=0.2)))
+    datasette = await started_site(db_path, with_cache_settings(ttl_seconds=0.2))
     assert await cache_status(datasette, "/about") == (200, "miss")
     assert await cache_status(datasette, "/about") == (200, "hit")
     await asyncio.sleep(0.3)
@@ -98,18 +93,18 @@ async def test_entries_expire(db_path):
 
 async def test_large_responses_are_not_kept(db_path):
     # 0.0001 MB allows entries of 13 bytes, smaller than any page.
-    datasette = await started(site(db_path, with_cache_settings(max_megabytes=0.0001)))
+    datasette = await started_site(db_path, with_cache_settings(max_megabytes=0.0001))
     assert await cache_status(datasette, "/about") == (200, "miss")
     assert await cache_status(datasette, "/about") == (200, "miss")
 
 
 async def test_size_limit_evicts_oldest(db_path):
-    datasette = await started(site(db_path))
+    datasette = await started_site(db_path)
     size = len((await datasette.client.get("/about?n=0", headers=PLAIN)).content)
     # Eight copies of the page fit and a ninth evicts the least recently used.
     # The limit is 8.5 pages, so one entry (an eighth of it) may hold a page.
     limit = with_cache_settings(max_megabytes=size * 8.5 / 2**20)
-    datasette = await started(site(db_path, limit))
+    datasette = await started_site(db_path, limit)
     for n in range(9):
         assert await cache_status(datasette, f"/about?n={n}") == (200, "miss")
     assert await cache_status(datasette, "/about?n=8") == (200, "hit")
@@ -118,14 +113,14 @@ async def test_size_limit_evicts_oldest(db_path):
 
 
 async def test_disabled_by_zero_ttl(db_path):
-    datasette = await started(site(db_path, with_cache_settings(ttl_seconds=0)))
+    datasette = await started_site(db_path, with_cache_settings(ttl_seconds=0))
     for _ in range(2):
         response = await datasette.client.get("/about", headers=PLAIN)
         assert "x-ring-cache" not in response.headers
 
 
 async def test_gzip_for_clients_that_accept_it(db_path):
-    datasette = await started(site(db_path))
+    datasette = await started_site(db_path)
     plain = await datasette.client.get("/", headers=PLAIN)
     for expected in ("miss", "hit"):
         response = await datasette.client.get("/", headers=GZIP)

@@ -52,11 +52,15 @@ def site(path: Path, metadata: dict | None = None) -> Datasette:
     )
 
 
-@pytest_asyncio.fixture
-async def ds(db_path):
-    datasette = site(db_path)
+async def started_site(path: Path, metadata: dict | None = None) -> Datasette:
+    datasette = site(path, metadata)
     await datasette.invoke_startup()
     return datasette
+
+
+@pytest_asyncio.fixture
+async def ds(db_path):
+    return await started_site(db_path)
 
 
 # Invented rows for cases the shared test database lacks. Nevada has one agency,
@@ -95,9 +99,7 @@ def extra_db_path(db_path, tmp_path_factory) -> Path:
 
 @pytest_asyncio.fixture
 async def extra_ds(extra_db_path):
-    datasette = site(extra_db_path)
-    await datasette.invoke_startup()
-    return datasette
+    return await started_site(extra_db_path)
 
 
 def collapse_spaces(text: str) -> str:
@@ -609,9 +611,7 @@ def populations_db_path(db_path, tmp_path_factory) -> Path:
 
 @pytest_asyncio.fixture
 async def populations_ds(populations_db_path):
-    datasette = site(populations_db_path)
-    await datasette.invoke_startup()
-    return datasette
+    return await started_site(populations_db_path)
 
 
 @pytest.mark.asyncio
