@@ -86,6 +86,7 @@ def map_records(content: bytes) -> list[dict]:
     _require_records(records)
     return records
 
+
 # The records of the last version each converter returned, by id.
 _previous_versions: dict[str, dict[str, dict]] = {}
 
