@@ -158,6 +158,8 @@ def build_into(
         recording.result()
 
     db = sqlite_utils.Database(work_path)
+    for source in sources:
+        store.index_latest_versions(db, source.namespace)
     geocoder = store.load_geocoder(db)
     rows, id_map = build_agency_rows(states, messages, geocoder)
     store.write_agencies(db, rows, id_map)
@@ -308,6 +310,9 @@ def replace_atomically(work_path: Path, db_path: Path) -> None:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=".ring-", suffix=".db", dir=db_path.parent)
     os.close(handle)
+    # mkstemp creates the file readable by its owner only. The database is
+    # public data, so it gets the usual permissions of a new file.
+    os.chmod(staging, 0o666 & ~current_umask())
     try:
         shutil.copyfile(work_path, staging)
         with open(staging, "rb+") as staged:
@@ -316,3 +321,9 @@ def replace_atomically(work_path: Path, db_path: Path) -> None:
     except BaseException:
         Path(staging).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

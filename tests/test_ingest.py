@@ -1,6 +1,8 @@
 """ingest.py on throwaway git repositories: exact agencies rows, shallow clones, atomic replace."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -163,6 +165,25 @@ def test_failed_build_keeps_previous_database(reported_repo, tmp_path):
     assert db_path.read_bytes() == before
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".ring-")]
     assert leftovers == []
+
+
+def test_database_gets_umask_permissions(reported_repo, tmp_path):
+    repo, _ = reported_repo
+    db_path = tmp_path / "ring.db"
+    previous = os.umask(0o027)
+    try:
+        build(repo.path, db_path)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o640
+
+
+def test_version_tables_indexed_for_resume(reported_repo, tmp_path):
+    repo, _ = reported_repo
+    db_path = tmp_path / "ring.db"
+    build(repo.path, db_path)
+    indexes = {index.name: index.columns for index in sqlite_utils.Database(db_path)["reported_version"].indexes}
+    assert indexes["reported_version_latest"] == ["_item", "_version", "_item_full_hash"]
 
 
 def test_ingest_cli(reported_repo, tmp_path):
