@@ -53,14 +53,15 @@ def check_row(row: dict, line_number: int) -> dict:
     where = f"{POPULATIONS_PATH} line {line_number}"
     state = row["state"].upper()
     if state not in STATE_CODES:
-        raise PopulationError(f"{where}: state {row['state']!r} is not a USPS state code such as OR")
+        raise PopulationError(f"{where}: state {row['state']!r} is not a USPS state code; use a code such as OR")
     try:
         population = int(row["population"].replace(",", ""))
     except ValueError:
         population = 0
     if population <= 0:
         raise PopulationError(
-            f"{where}: population {row['population']!r} is not a positive whole number"
+            f"{where}: population {row['population']!r} is not a positive whole number; "
+            "give the number of residents, such as 3271616"
         )
     if not row["as_of"]:
         raise PopulationError(f"{where}: as_of is empty; give the date or year the figure refers to")
