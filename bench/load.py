@@ -28,7 +28,7 @@ REQUEST_TIMEOUT = 30.0  # seconds for one page
 PERCENTILES = (50, 95, 99)
 # Browsers ask for compressed pages, so the load generators do too.
 BROWSER_HEADERS = {"accept-encoding": "gzip"}
-# wrk calls done() once at the end; latencies are in microseconds.
+# wrk calls done() once at the end, with latencies in microseconds.
 WRK_SCRIPT = """
 done = function(summary, latency, requests)
   local errors = summary.errors
@@ -163,7 +163,7 @@ async def httpx_page(
 
     Each client sends its next request as soon as its previous response has
     arrived. The clients share one Python process, which held a cached page
-    to about 500 requests per second on two cores where wrk measured 5,000.
+    to about 500 requests per second on two cores where wrk reached over 5,000.
     """
     result = PageLoad(name, path, concurrency, "httpx")
     latencies: list[float] = []

@@ -22,11 +22,11 @@ STATE_CODES = {state.abbr for state in us.states.STATES_AND_TERRITORIES} | {us.s
 
 
 class PopulationError(ValueError):
-    """The state populations file has a row that cannot be published."""
+    """The state populations file cannot be read, or has a row that cannot be published."""
 
 
 def read_populations(content: bytes) -> list[dict]:
-    """Parse and check the populations CSV; return one dict per state."""
+    """Parse and check the populations CSV, and return one dict per state, sorted by state."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
